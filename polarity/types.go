@@ -1,0 +1,190 @@
+package polarity
+
+import (
+	"context"
+	"fmt"
+	"math"
+)
+
+// Dtype is the element type of a logits row.
+type Dtype uint8
+
+const (
+	Float32  Dtype = iota // IEEE binary32
+	Float16               // IEEE binary16, raw bits in Logits.Bits
+	BFloat16              // bfloat16, raw bits in Logits.Bits
+)
+
+// Size is the width of one element in bytes.
+func (d Dtype) Size() int {
+	if d == Float32 {
+		return 4
+	}
+	return 2
+}
+
+func (d Dtype) String() string {
+	switch d {
+	case Float32:
+		return "float32"
+	case Float16:
+		return "float16"
+	case BFloat16:
+		return "bfloat16"
+	}
+	return fmt.Sprintf("Dtype(%d)", uint8(d))
+}
+
+// ParseDtype is the inverse of Dtype.String.
+func ParseDtype(s string) (Dtype, error) {
+	switch s {
+	case "float32", "f32":
+		return Float32, nil
+	case "float16", "f16", "half":
+		return Float16, nil
+	case "bfloat16", "bf16":
+		return BFloat16, nil
+	}
+	return 0, fmt.Errorf("unknown dtype %q (want float32, float16 or bfloat16)", s)
+}
+
+// Logits is a batch of raw logits rows, row-major, Rows()×V.
+// Exactly one of F32 (Float32) and Bits (Float16, BFloat16) is used.
+type Logits struct {
+	Dtype Dtype
+	V     int
+	F32   []float32
+	Bits  []uint16
+}
+
+// Rows is the number of rows held.
+func (l *Logits) Rows() int {
+	if l.V == 0 {
+		return 0
+	}
+	if l.Dtype == Float32 {
+		return len(l.F32) / l.V
+	}
+	return len(l.Bits) / l.V
+}
+
+// Batch is what an engine consumes: token rows with their sampled token and advantage.
+// Optional slices are nil when the column is absent; a validity slice that is nil means
+// every value is present.
+type Batch struct {
+	Logits  Logits
+	TokenID []int32 // sampled token a, 0 ≤ a < V (validated by the reader)
+
+	Advantage      []float64 // A; nil when the input has no advantage column
+	AdvantageValid []bool    // false: no advantage for that token (polarity is null)
+
+	OldLogprob      []float32 // log π_old(a); nil when absent
+	OldLogprobValid []bool
+
+	Mask []bool // false: token is not trained on; nil: every token is trained on
+}
+
+// Rows is the number of token rows.
+func (b *Batch) Rows() int { return len(b.TokenID) }
+
+// HasAdvantage reports whether row i carries an advantage.
+func (b *Batch) HasAdvantage(i int) bool {
+	return b.Advantage != nil && (b.AdvantageValid == nil || b.AdvantageValid[i])
+}
+
+// Trained reports whether row i is trained on (mask true or absent).
+func (b *Batch) Trained(i int) bool { return b.Mask == nil || b.Mask[i] }
+
+// HasOldLogprob reports whether row i carries log π_old(a).
+func (b *Batch) HasOldLogprob(i int) bool {
+	return b.OldLogprob != nil && (b.OldLogprobValid == nil || b.OldLogprobValid[i])
+}
+
+// Params are the per-run constants of MATH.md §2.
+type Params struct {
+	Temperature float64 // τ > 0; logits are divided by it
+	LR          float64 // η, scales the predicted entropy change
+	// ClipLow and ClipHigh are PPO's ε_low and ε_high; +Inf means no clipping.
+	ClipLow, ClipHigh float64
+	// NaturalGradient selects T_npg = −(log π_a + H) instead of T = C − S_a.
+	NaturalGradient bool
+}
+
+// DefaultParams are τ = 1, η = 1, no clipping.
+func DefaultParams() Params {
+	return Params{Temperature: 1, LR: 1, ClipLow: math.Inf(1), ClipHigh: math.Inf(1)}
+}
+
+// Validate reports a parameter outside its domain.
+func (p Params) Validate() error {
+	if !(p.Temperature > 0) || math.IsInf(p.Temperature, 0) {
+		return fmt.Errorf("temperature %v: want a finite value > 0", p.Temperature)
+	}
+	if math.IsNaN(p.LR) || math.IsInf(p.LR, 0) {
+		return fmt.Errorf("learning rate %v: want a finite value", p.LR)
+	}
+	if !(p.ClipLow >= 0) || !(p.ClipHigh >= 0) {
+		return fmt.Errorf("clip range (%v, %v): want values ≥ 0 (+Inf for none)", p.ClipLow, p.ClipHigh)
+	}
+	return nil
+}
+
+// Result holds the per-token outputs of SCHEMA.md, one element per row of the batch.
+type Result struct {
+	Entropy         []float32 // H
+	Logprob         []float32 // log π_a
+	SampledTerm     []float32 // S_a
+	Correction      []float32 // C
+	PolarityFactor  []float32 // T = C − S_a (or T_npg)
+	Polarity        []float32 // P = A·T; meaningful where PolarityValid
+	PolarityValid   []bool    // false where the token has no advantage
+	PredictedDeltaH []float32 // (η/τ²)·r·1[not clipped]·P; 0 for masked tokens and tokens without advantage
+}
+
+// Resize makes every column n long, reusing storage.
+func (r *Result) Resize(n int) {
+	grow := func(s []float32) []float32 {
+		if cap(s) < n {
+			return make([]float32, n)
+		}
+		return s[:n]
+	}
+	r.Entropy = grow(r.Entropy)
+	r.Logprob = grow(r.Logprob)
+	r.SampledTerm = grow(r.SampledTerm)
+	r.Correction = grow(r.Correction)
+	r.PolarityFactor = grow(r.PolarityFactor)
+	r.Polarity = grow(r.Polarity)
+	r.PredictedDeltaH = grow(r.PredictedDeltaH)
+	if cap(r.PolarityValid) < n {
+		r.PolarityValid = make([]bool, n)
+	} else {
+		r.PolarityValid = r.PolarityValid[:n]
+	}
+}
+
+// Len is the number of rows held.
+func (r *Result) Len() int { return len(r.Entropy) }
+
+// Engine computes the per-token statistics of a batch. Engines are interchangeable:
+// for the same batch and parameters they agree within the tolerance their tests state.
+type Engine interface {
+	// Name identifies the engine in logs and reports ("cpu", "cuda:0 NVIDIA H100 ...").
+	Name() string
+	// Compute fills out (resized to b.Rows()) for every row of b. A data error in a row
+	// (NaN or +Inf logits, a row with no finite logit) is returned as a *RowError.
+	Compute(ctx context.Context, b *Batch, p Params, out *Result) error
+	// Close releases the engine's resources.
+	Close() error
+}
+
+// RowError is a data error in one row of a batch.
+type RowError struct {
+	Row    int    // row index within the batch
+	Column string // input column, e.g. "logits"
+	Msg    string // what was wrong and what was expected
+}
+
+func (e *RowError) Error() string {
+	return fmt.Sprintf("row %d: %s: %s", e.Row, e.Column, e.Msg)
+}
