@@ -1,0 +1,57 @@
+# papo: `make demo` runs the main job on built-in sample data, `make test` runs every test.
+GO      ?= go
+BIN     := bin
+DEMO    := demo
+FUZZTIME ?= 10s
+
+.PHONY: all build cuda demo test test-go fuzz bench vet fmt-check interop-deps kernels check-kernels clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/papo ./cmd/papo
+
+# papo-cuda: the same program with the CUDA engine (needs cuda.h and libcuda; see README).
+cuda:
+	$(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
+
+# Four steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted.
+demo: build
+	@mkdir -p $(DEMO)
+	$(BIN)/papo gen -o $(DEMO)/rollouts.arrow --tokens 256 --steps 6 --seed 7
+	$(BIN)/papo analyze $(DEMO)/rollouts.arrow -o $(DEMO)/polarity.arrow --summary $(DEMO)/summary.csv
+	$(BIN)/papo reweight $(DEMO)/rollouts.arrow -o $(DEMO)/reweighted.parquet --state $(DEMO)/state.json --reset-state \
+		--phase-mode target --target-entropy 0.8 --summary $(DEMO)/reweight-summary.csv
+	@echo "outputs in $(DEMO)/"
+
+# The JavaScript apache-arrow writer used by the interop test (a second Arrow implementation).
+interop-deps:
+	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null; \
+	else echo "npm not found: the interop test will be skipped"; fi
+
+test: vet fmt-check interop-deps test-go fuzz
+
+test-go:
+	$(GO) test -count=1 ./...
+
+# Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` for a longer hunt.
+fuzz:
+	$(GO) test ./io -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
+
+kernels:
+	$(MAKE) -C kernels ptx
+
+check-kernels:
+	$(MAKE) -C kernels check-ptx ptxas-report
+
+clean:
+	rm -rf $(BIN) $(DEMO)

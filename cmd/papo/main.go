@@ -1,0 +1,109 @@
+// Command papo computes per-token entropy, log-probability and entropy polarity of RL
+// rollouts exported as Arrow IPC, and reweights their advantages (PAPO).
+//
+//	papo gen      synthetic rollouts (no download)
+//	papo analyze  per-token entropy and polarity, per-step summary
+//	papo reweight PAPO advantage reweighting (and baselines) with restart-safe run state
+//	papo probe    the CUDA devices this binary can use
+//
+// Exit status: 0 success, 1 data or runtime error, 2 usage error.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+const usageText = `papo: entropy polarity of RL rollouts (Arrow IPC in, Arrow/Parquet/CSV/JSONL out)
+
+Usage:
+  papo gen      -o OUT [--vocab V] [--tokens N] [--steps S] [--dtype float32|float16|bfloat16] [--seed N]
+  papo analyze  IN [-o OUT] [--summary FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
+  papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
+  papo probe    (lists CUDA devices; exit 0 when one is usable)
+  papo version
+
+IN and OUT may be "-" for stdin / stdout (Arrow IPC stream). Run "papo COMMAND -h" for a command's flags.
+`
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		// A panic is a bug in papo, never the user's fault; say so in one line instead of a
+		// trace (PAPO_DEBUG=1 keeps the trace for whoever fixes it).
+		if r := recover(); r != nil {
+			if os.Getenv("PAPO_DEBUG") != "" {
+				panic(r)
+			}
+			fmt.Fprintf(stderr, "papo: internal error: %v\n(this is a bug in papo; rerun with PAPO_DEBUG=1 for a trace and report it)\n", r)
+			code = 1
+		}
+	}()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	env := &environment{stdin: stdin, stdout: stdout, stderr: stderr}
+	var err error
+	switch args[0] {
+	case "gen":
+		err = runGen(env, args[1:])
+	case "analyze":
+		err = runAnalyze(env, args[1:], false)
+	case "reweight":
+		err = runAnalyze(env, args[1:], true)
+	case "probe":
+		err = runProbe(env, args[1:])
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageText)
+	default:
+		fmt.Fprintf(stderr, "papo: unknown command %q\n\n%s", args[0], usageText)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "papo %s: %v\n", args[0], err)
+		return 2
+	}
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "papo %s: %v\n", args[0], err)
+	return 1
+}
+
+// environment is what a command may touch of the process.
+type environment struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func versionString() string {
+	v := "papo (devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = "papo " + bi.Main.Version
+	}
+	if cudaBuiltIn {
+		v += " with CUDA"
+	}
+	return v
+}

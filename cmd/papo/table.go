@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	papoio "github.com/entropy-polarity/papo/io"
+)
+
+// printSummary writes the per-step table a person reads after a run.
+func printSummary(w io.Writer, rows []papoio.StepSummary, reweight bool, method string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "step\ttokens\tmean H\tEMA H\tphase φ\texpanding\tΣP>0\tΣP<0\tΣ pred ΔH\t"
+	if reweight {
+		head += "w min\tw mean\tw max\t"
+	}
+	fmt.Fprintln(tw, head)
+	for _, s := range rows {
+		fmt.Fprintf(tw, "%d\t%d\t%.4f\t%.4f\t%+.3f\t%.1f%%\t%.4g\t%.4g\t%+.4g\t",
+			s.Step, s.Tokens, s.MeanEntropy, s.EMAEntropy, s.Phase, 100*s.ExpandingFraction,
+			s.SumPositivePolarity, s.SumNegativePolarity, s.PredictedDeltaH)
+		if reweight {
+			fmt.Fprintf(tw, "%.3f\t%.3f\t%.3f\t", s.WeightMin, s.WeightMean, s.WeightMax)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	if reweight {
+		fmt.Fprintf(w, "method: %s\n", method)
+	}
+}

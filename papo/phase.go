@@ -1,0 +1,234 @@
+package papo
+
+import (
+	"fmt"
+	"math"
+)
+
+// EntropySum is a step's entropy over trained tokens in the pre-reduced form a data-parallel
+// trainer can all-reduce itself: each rank sends its Σ H and token count, and the phase uses
+// the global Sum/Tokens.
+type EntropySum struct {
+	Sum    float64 // Σ H over trained (mask true) tokens, nats
+	Tokens int64   // number of those tokens
+}
+
+// Merge adds another rank's partial sums.
+func (s *EntropySum) Merge(o EntropySum) {
+	s.Sum += o.Sum
+	s.Tokens += o.Tokens
+}
+
+// Mean is the token-mean entropy H̄ (0 without tokens).
+func (s EntropySum) Mean() float64 {
+	if s.Tokens == 0 {
+		return 0
+	}
+	return s.Sum / float64(s.Tokens)
+}
+
+// Phase is the phase signal of one step.
+type Phase struct {
+	Step        int64
+	Tokens      int64   // tokens that fed H̄ (all ranks)
+	MeanEntropy float64 // H̄_k (0 for a step without tokens)
+	EMA         float64 // E_k after the step
+	Phi         float64 // φ_k ∈ (−1, 1); > 0 favours expanding updates, < 0 contracting ones
+	// Replayed is true when the step repeats the last processed step with the same entropy
+	// input: the stored φ is returned and the detector does not change (see Observe).
+	Replayed bool
+}
+
+// DetectorState is the detector's whole memory, as the run-state file stores it.
+type DetectorState struct {
+	// LastStep is the last step observed, −1 before the first.
+	LastStep int64 `json:"last_step"`
+	// LastTokens and LastSumEntropy are that step's input, kept to recognise a replay.
+	LastTokens     int64   `json:"last_tokens"`
+	LastSumEntropy float64 `json:"last_sum_entropy"`
+	// Observed counts the steps with tokens, i.e. those folded into the EMA.
+	Observed int64 `json:"observed"`
+	// EMA is E after the last step with tokens (meaningless while Observed is 0).
+	EMA float64 `json:"ema"`
+	// Phi is φ of the last step.
+	Phi float64 `json:"phi"`
+	// Window holds E of the last min(Observed, W) observed steps, oldest first (slope mode;
+	// empty in target mode).
+	Window []float64 `json:"window"`
+}
+
+// Detector turns the entropy trajectory into the phase signal φ of MATH.md §5, one step at a
+// time. It is deterministic: the same sequence of inputs from the same state gives
+// bit-identical phases, which is what makes a restarted run reproduce an uninterrupted one.
+// A Detector is not safe for concurrent use.
+type Detector struct {
+	cfg PhaseConfig
+	st  DetectorState
+}
+
+// minRefEntropy floors the reference E_{k−W} in the slope's denominator: a fully collapsed
+// entropy (0 nats) must not divide by zero; any rise from there saturates φ at −1.
+const minRefEntropy = 1e-12
+
+// replayRelTol is how closely a repeated step's Σ H must match the recorded one to count as a
+// replay of the same data (the inputs are normally bit-identical; the tolerance only allows a
+// differently-ordered all-reduce).
+const replayRelTol = 1e-9
+
+// NewDetector validates c and returns a detector with no history.
+func NewDetector(c PhaseConfig) (*Detector, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("papo: %w", err)
+	}
+	return &Detector{cfg: c, st: DetectorState{LastStep: -1}}, nil
+}
+
+// NewDetectorFromState resumes a detector from a saved state, after checking that the state
+// is consistent with c.
+func NewDetectorFromState(c PhaseConfig, s DetectorState) (*Detector, error) {
+	d, err := NewDetector(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.check(c); err != nil {
+		return nil, err
+	}
+	s.Window = append([]float64(nil), s.Window...)
+	d.st = s
+	return d, nil
+}
+
+// check reports a state that this configuration cannot have produced.
+func (s DetectorState) check(c PhaseConfig) error {
+	switch {
+	case s.LastStep < -1:
+		return fmt.Errorf("last_step %d: want ≥ 0 (or −1 before the first step)", s.LastStep)
+	case s.LastTokens < 0:
+		return fmt.Errorf("last_tokens %d: want ≥ 0", s.LastTokens)
+	case !finite(s.LastSumEntropy) || s.LastSumEntropy < 0:
+		return fmt.Errorf("last_sum_entropy %v: want a finite value ≥ 0", s.LastSumEntropy)
+	case s.LastTokens == 0 && s.LastSumEntropy != 0:
+		return fmt.Errorf("last_sum_entropy %v with last_tokens 0: want 0", s.LastSumEntropy)
+	case s.Observed < 0 || s.Observed > s.LastStep+1:
+		return fmt.Errorf("observed %d: want 0 ≤ observed ≤ last_step+1 = %d", s.Observed, s.LastStep+1)
+	case !finite(s.EMA) || s.EMA < 0:
+		return fmt.Errorf("ema %v: want a finite value ≥ 0", s.EMA)
+	case !finite(s.Phi) || s.Phi < -1 || s.Phi > 1:
+		return fmt.Errorf("phi %v: want a value in [−1, 1]", s.Phi)
+	}
+	if c.Mode == PhaseTarget && len(s.Window) > 0 {
+		return fmt.Errorf("window has %d entries: want none in target mode", len(s.Window))
+	}
+	if c.Mode == PhaseSlope && int64(len(s.Window)) != min(s.Observed, int64(c.Window)) {
+		return fmt.Errorf("window has %d entries: want min(observed %d, W %d)", len(s.Window), s.Observed, c.Window)
+	}
+	for i, e := range s.Window {
+		if !finite(e) || e < 0 {
+			return fmt.Errorf("window[%d] = %v: want a finite value ≥ 0", i, e)
+		}
+	}
+	return nil
+}
+
+// State returns a copy of the detector's memory.
+func (d *Detector) State() DetectorState {
+	s := d.st
+	s.Window = append([]float64(nil), d.st.Window...)
+	return s
+}
+
+// Config returns the detector's parameters.
+func (d *Detector) Config() PhaseConfig { return d.cfg }
+
+// StepOrderError is a step that does not come after the last processed one.
+type StepOrderError struct {
+	Step, LastStep int64
+}
+
+func (e *StepOrderError) Error() string {
+	return fmt.Sprintf("step %d was already processed (state last step %d): steps must increase; "+
+		"use --%s to start a new run, or start from step %d", e.Step, e.LastStep, FlagResetState, e.LastStep+1)
+}
+
+// Observe folds step's entropy (Σ H over the step's trained tokens of all ranks, and their
+// count) into the EMA and returns the step's phase.
+//
+// Steps must increase; gaps are allowed (the EMA and the window count observed steps, not step
+// numbers). A step at or before the last one is a *StepOrderError, except one case: the last
+// step itself, sent again with the same entropy input, is a replay (a trainer retrying after a
+// crash that happened after the state was saved but before the weights were used). A replay
+// returns the recorded phase with Replayed set and changes nothing, so its weights equal the
+// first computation's. A step without tokens leaves E and the window unchanged and keeps the
+// previous φ (0 before any data).
+func (d *Detector) Observe(step int64, sumEntropy float64, tokens int64) (Phase, error) {
+	ph, next, err := d.observe(step, sumEntropy, tokens)
+	if err != nil {
+		return Phase{}, err
+	}
+	d.st = next
+	return ph, nil
+}
+
+// observe computes the phase and the state after step without changing d, so that a caller
+// can commit the state only once it is saved.
+func (d *Detector) observe(step int64, sumEntropy float64, tokens int64) (Phase, DetectorState, error) {
+	st := d.st
+	if step < 0 {
+		return Phase{}, st, fmt.Errorf("step %d: want a step number ≥ 0", step)
+	}
+	if tokens < 0 {
+		return Phase{}, st, fmt.Errorf("step %d: token count %d: want ≥ 0", step, tokens)
+	}
+	if !finite(sumEntropy) || sumEntropy < 0 {
+		return Phase{}, st, fmt.Errorf("step %d: entropy sum %v: want a finite value ≥ 0", step, sumEntropy)
+	}
+	if tokens == 0 && sumEntropy != 0 {
+		return Phase{}, st, fmt.Errorf("step %d: entropy sum %v over 0 tokens: want 0", step, sumEntropy)
+	}
+	if st.LastStep >= 0 && step <= st.LastStep {
+		if step == st.LastStep && tokens == st.LastTokens &&
+			math.Abs(sumEntropy-st.LastSumEntropy) <= replayRelTol*math.Max(sumEntropy, st.LastSumEntropy) {
+			ph := Phase{Step: step, Tokens: tokens, MeanEntropy: EntropySum{sumEntropy, tokens}.Mean(),
+				EMA: st.EMA, Phi: st.Phi, Replayed: true}
+			return ph, st, nil
+		}
+		if step == st.LastStep {
+			return Phase{}, st, fmt.Errorf("%w (it is the last step, but its entropy input differs: "+
+				"%d tokens, Σ H = %v now; %d tokens, Σ H = %v then, so it is not a replay)",
+				&StepOrderError{Step: step, LastStep: st.LastStep}, tokens, sumEntropy, st.LastTokens, st.LastSumEntropy)
+		}
+		return Phase{}, st, &StepOrderError{Step: step, LastStep: st.LastStep}
+	}
+
+	st.LastStep, st.LastTokens, st.LastSumEntropy = step, tokens, sumEntropy
+	if tokens == 0 {
+		return Phase{Step: step, EMA: st.EMA, Phi: st.Phi}, st, nil
+	}
+	mean := sumEntropy / float64(tokens)
+	if st.Observed == 0 {
+		st.EMA = mean
+	} else {
+		b := d.cfg.Beta
+		st.EMA = b*st.EMA + (1-b)*mean
+	}
+	st.Observed++
+	switch d.cfg.Mode {
+	case PhaseTarget:
+		h := d.cfg.TargetEntropy
+		st.Phi = math.Tanh(d.cfg.TargetKappa * (h - st.EMA) / h)
+	case PhaseSlope:
+		// Before W observations the slope is taken over the j < W steps there are.
+		st.Phi = 0
+		if j := len(st.Window); j > 0 {
+			ref := st.Window[0]
+			st.Phi = math.Tanh(-d.cfg.SlopeKappa * (st.EMA - ref) / (float64(j) * math.Max(ref, minRefEntropy)))
+		}
+		w := append(make([]float64, 0, d.cfg.Window), st.Window...)
+		w = append(w, st.EMA)
+		if len(w) > d.cfg.Window {
+			w = w[len(w)-d.cfg.Window:]
+		}
+		st.Window = w
+	}
+	return Phase{Step: step, Tokens: tokens, MeanEntropy: mean, EMA: st.EMA, Phi: st.Phi}, st, nil
+}
