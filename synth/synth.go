@@ -296,15 +296,15 @@ func (g *Generator) row(i int, step int64, z []float64) {
 		}
 	case polarity.Float16:
 		for j, x := range z {
-			h := Float16Bits(float32(x))
+			h := polarity.Float32ToFloat16(float32(x))
 			c.Batch.Logits.Bits[base+j] = h
-			z[j] = float64(Float16Value(h))
+			z[j] = float64(polarity.Float16ToFloat32(h))
 		}
 	case polarity.BFloat16:
 		for j, x := range z {
-			h := BFloat16Bits(float32(x))
+			h := polarity.Float32ToBFloat16(float32(x))
 			c.Batch.Logits.Bits[base+j] = h
-			z[j] = float64(BFloat16Value(h))
+			z[j] = float64(polarity.BFloat16ToFloat32(h))
 		}
 	}
 	a, logp := sample(z, 1/g.cfg.Temperature, rng.Float64())

@@ -9,61 +9,6 @@ import (
 	"github.com/entropy-polarity/papo/polarity"
 )
 
-func TestHalfBitsRoundTrip(t *testing.T) {
-	// Every finite, non-NaN bit pattern decodes and re-encodes to itself: encode∘decode = id.
-	for h := range 1 << 16 {
-		bits := uint16(h)
-		if f := Float16Value(bits); !math.IsNaN(float64(f)) {
-			if got := Float16Bits(f); got != bits {
-				t.Fatalf("float16 %#04x → %v → %#04x", bits, f, got)
-			}
-		}
-		if f := BFloat16Value(bits); !math.IsNaN(float64(f)) {
-			if got := BFloat16Bits(f); got != bits {
-				t.Fatalf("bfloat16 %#04x → %v → %#04x", bits, f, got)
-			}
-		}
-	}
-}
-
-func TestHalfBitsRounding(t *testing.T) {
-	tests := []struct {
-		name string
-		f    float32
-		f16  uint16
-		bf16 uint16
-	}{
-		{"one", 1, 0x3c00, 0x3f80},
-		{"minus two", -2, 0xc000, 0xc000},
-		{"f16 tie to even down", 1 + 1.0/2048, 0x3c00, 0x3f80},
-		{"f16 tie to even up", 1 + 3.0/2048, 0x3c02, 0x3f80},
-		{"f16 overflow", 70000, 0x7c00, 0x4789},
-		{"smallest f16 subnormal", float32(math.Ldexp(1, -24)), 0x0001, 0x3380},
-		{"below half the smallest subnormal", float32(math.Ldexp(1, -26)), 0x0000, 0x3280},
-		{"+inf", float32(math.Inf(1)), 0x7c00, 0x7f80},
-		{"-inf", float32(math.Inf(-1)), 0xfc00, 0xff80},
-	}
-	for _, tc := range tests {
-		if got := Float16Bits(tc.f); got != tc.f16 {
-			t.Errorf("%s: Float16Bits(%v) = %#04x, want %#04x", tc.name, tc.f, got, tc.f16)
-		}
-		if got := BFloat16Bits(tc.f); got != tc.bf16 {
-			t.Errorf("%s: BFloat16Bits(%v) = %#04x, want %#04x", tc.name, tc.f, got, tc.bf16)
-		}
-	}
-	// Random values round to a neighbour: the error is at most half a unit in the last place.
-	rng := rand.New(rand.NewPCG(7, 7))
-	for range 100000 {
-		f := float32(rng.NormFloat64() * 100)
-		h := Float16Bits(f)
-		err := math.Abs(float64(Float16Value(h) - f))
-		ulp := math.Abs(float64(Float16Value(h+1) - Float16Value(h)))
-		if err > ulp/2*(1+1e-6) {
-			t.Fatalf("float16 rounding of %v: error %v > half ulp %v", f, err, ulp/2)
-		}
-	}
-}
-
 func TestSampleFollowsSoftmax(t *testing.T) {
 	z := []float64{2, 1, 0.1, -1}
 	pi := []float64{0.638066351147938, 0.234731492690605, 0.095434703113622, 0.031767453047836}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// runCLI runs papo in-process and returns its exit status, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, strings.NewReader(""), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// writeInput writes an input file with the given columns.
+func writeInput(t *testing.T, path string, cols *papoio.InputColumns, meta map[string]string) {
+	t.Helper()
+	mem := memory.DefaultAllocator
+	l := cols.Batch.Logits
+	schema := papoio.InputSchema(l.V, l.Dtype, *cols, meta)
+	w, err := papoio.Create(path, schema, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := papoio.BuildInput(mem, schema, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFloat32Columns reads named float32 columns of an Arrow IPC file, as float64.
+func readColumns(t *testing.T, path string, names ...string) map[string][]float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := ipc.NewFileReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out := map[string][]float64{}
+	for i := range r.NumRecords() {
+		rec, err := r.Record(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			idx := rec.Schema().FieldIndices(name)
+			if len(idx) != 1 {
+				t.Fatalf("%s: no column %q in %v", path, name, rec.Schema())
+			}
+			col := rec.Column(idx[0])
+			for j := range col.Len() {
+				v := math.NaN()
+				if col.IsValid(j) {
+					switch c := col.(type) {
+					case *array.Float32:
+						v = float64(c.Value(j))
+					case *array.Float64:
+						v = c.Value(j)
+					case *array.Int64:
+						v = float64(c.Value(j))
+					default:
+						t.Fatalf("column %s has type %s", name, col.DataType())
+					}
+				}
+				out[name] = append(out[name], v)
+			}
+		}
+	}
+	return out
+}
+
+// golden is MATH.md §4: z = [2, 1, 0.1, −1], η = 1.
+func goldenInput(tokens []int32, adv []float64) *papoio.InputColumns {
+	z := []float32{2, 1, 0.1, -1}
+	var logits []float32
+	for range tokens {
+		logits = append(logits, z...)
+	}
+	return &papoio.InputColumns{Batch: polarity.Batch{
+		Logits:    polarity.Logits{Dtype: polarity.Float32, V: 4, F32: logits},
+		TokenID:   tokens,
+		Advantage: adv,
+	}}
+}
+
+func TestGoldenThroughCLI(t *testing.T) {
+	const h1, c1 = 0.960672790130348, 0.166106807355343
+	tests := []struct {
+		name string
+		args []string
+		h    float64
+		dH   []float64 // rows: (a=0, A=+1), (a=0, A=−1), (a=3, A=+1), (a=3, A=−1)
+	}{
+		{"tau=1", nil, h1, []float64{-0.160174666538, 0.160174666538, 0.245164568451, -0.245164568451}},
+		{"tau=0.7", []string{"--temperature", "0.7"}, 0.717773779666263,
+			[]float64{-0.244030795198, 0.244030795198, 0.518871031578, -0.518871031578}},
+		{"natural gradient", []string{"--natural-gradient"}, h1,
+			[]float64{-0.51135978775, 0.51135978775, 2.48864021225, -2.48864021225}},
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "golden.arrow")
+	writeInput(t, in, goldenInput([]int32{0, 0, 3, 3}, []float64{1, -1, 1, -1}), nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.arrow")
+			args := append([]string{"analyze", in, "-o", out, "--device", "cpu", "--quiet"}, tc.args...)
+			code, _, stderr := runCLI(t, args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			got := readColumns(t, out, "entropy", "predicted_dH", "correction", "weight", "reweighted_advantage")
+			// Outputs are float32 computed from float32 logits: 2e-6 relative is a few float32 ulps
+			// on top of the rounding of z to float32 (0.1 is not exact).
+			const tol = 2e-6
+			for i := range 4 {
+				if d := math.Abs(got["entropy"][i]-tc.h) / tc.h; d > tol {
+					t.Errorf("row %d: entropy %v, want %v (rel %v)", i, got["entropy"][i], tc.h, d)
+				}
+				if d := math.Abs(got["predicted_dH"][i]-tc.dH[i]) / math.Abs(tc.dH[i]); d > tol {
+					t.Errorf("row %d: predicted_dH %v, want %v (rel %v)", i, got["predicted_dH"][i], tc.dH[i], d)
+				}
+				if got["weight"][i] != 1 {
+					t.Errorf("row %d: analyze wrote weight %v, want 1", i, got["weight"][i])
+				}
+			}
+			if tc.name == "tau=1" && math.Abs(got["correction"][0]-c1)/c1 > tol {
+				t.Errorf("correction %v, want %v", got["correction"][0], c1)
+			}
+		})
+	}
+}
+
+func TestAnalyzeWritesEveryFormat(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.arrows")
+	code, _, stderr := runCLI(t, "gen", "-o", in, "--vocab", "1000", "--tokens", "64", "--steps", "3", "--dtype", "bfloat16")
+	if code != 0 {
+		t.Fatalf("gen: exit %d: %s", code, stderr)
+	}
+	for _, ext := range []string{".arrow", ".arrows", ".parquet", ".csv", ".jsonl"} {
+		out := filepath.Join(dir, "out"+ext)
+		code, stdout, stderr := runCLI(t, "analyze", in, "-o", out, "--device", "cpu")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", ext, code, stderr)
+		}
+		if st, err := os.Stat(out); err != nil || st.Size() == 0 {
+			t.Fatalf("%s: no output: %v", ext, err)
+		}
+		// Three steps, three table rows, and the engine named on stderr.
+		for _, want := range []string{"mean H", "\n0 ", "\n2 "} {
+			if !strings.Contains(strings.ReplaceAll(stdout, "  ", " "), strings.TrimSpace(want)) {
+				t.Errorf("%s: table lacks %q:\n%s", ext, want, stdout)
+			}
+		}
+		if !strings.Contains(stderr, "engine cpu") {
+			t.Errorf("stderr does not name the engine: %s", stderr)
+		}
+	}
+	rows := readColumns(t, filepath.Join(dir, "out.arrow"), "step", "entropy")
+	if len(rows["step"]) != 192 {
+		t.Fatalf("%d output rows, want 3 × 64", len(rows["step"]))
+	}
+	for i, s := range rows["step"] {
+		if want := float64(i / 64); s != want {
+			t.Fatalf("row %d: step %v, want %v (input order)", i, s, want)
+		}
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.arrow")
+	writeInput(t, good, goldenInput([]int32{0, 3}, []float64{1, -1}), nil)
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.arrow")
+	os.WriteFile(truncated, data[:len(data)/2], 0o644)
+	empty := filepath.Join(dir, "empty.arrow")
+	os.WriteFile(empty, nil, 0o644)
+	outOfRange := filepath.Join(dir, "range.arrow")
+	writeInput(t, outOfRange, goldenInput([]int32{0, 7}, []float64{1, 1}), nil)
+	nanRow := filepath.Join(dir, "nan.arrow")
+	cols := goldenInput([]int32{0, 1, 2}, []float64{1, 1, 1})
+	cols.Batch.Logits.F32[4*2+1] = float32(math.NaN())
+	writeInput(t, nanRow, cols, nil)
+	infRow := filepath.Join(dir, "inf.arrow")
+	cols = goldenInput([]int32{0, 1}, []float64{1, 1})
+	cols.Batch.Logits.F32[4+2] = float32(math.Inf(1))
+	writeInput(t, infRow, cols, nil)
+	zeroRows := filepath.Join(dir, "zero.arrow")
+	writeInput(t, zeroRows, goldenInput(nil, nil), nil)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string // substrings of stderr
+	}{
+		{"no arguments", []string{"analyze"}, 2, []string{"input"}},
+		{"unknown flag", []string{"analyze", good, "--bogus"}, 2, []string{"bogus"}},
+		{"bad device", []string{"analyze", good, "--device", "tpu"}, 2, []string{"tpu"}},
+		{"bad temperature", []string{"analyze", good, "--temperature", "-1", "--device", "cpu"}, 2, []string{"temperature"}},
+		{"missing file", []string{"analyze", filepath.Join(dir, "nope.arrow"), "--device", "cpu"}, 1, []string{"nope.arrow"}},
+		{"truncated", []string{"analyze", truncated, "--device", "cpu"}, 1, []string{"truncated.arrow"}},
+		{"empty file", []string{"analyze", empty, "--device", "cpu"}, 1, []string{"empty.arrow"}},
+		{"zero rows", []string{"analyze", zeroRows, "--device", "cpu"}, 1, []string{"zero.arrow", "no token rows"}},
+		{"token out of range", []string{"analyze", outOfRange, "--device", "cpu"}, 1, []string{"row 1", "token_id", "7"}},
+		{"NaN logit", []string{"analyze", nanRow, "--device", "cpu"}, 1, []string{"nan.arrow", "batch 0, row 2", "logits", "NaN"}},
+		{"+Inf logit", []string{"analyze", infRow, "--device", "cpu"}, 1, []string{"inf.arrow", "row 1", "logits"}},
+		{"cuda without a device", []string{"analyze", good, "--device", "cuda"}, 1, []string{"cuda"}},
+		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.arrow")
+			args := append(append([]string{}, tc.args...), "-o", out)
+			if tc.name == "no arguments" || tc.name == "unknown command" {
+				args = tc.args
+			}
+			code, _, stderr := runCLI(t, args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.code, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q: %s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
+				t.Errorf("a trace reached the user: %s", stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("a failed run left an output file")
+			}
+			matches, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*tmp*"))
+			if len(matches) > 0 {
+				t.Errorf("a failed run left temporary files: %v", matches)
+			}
+		})
+	}
+}
+
+
+func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
+	// A papo-cuda on PATH whose probe fails as the real one does on a GPU-less host.
+	bin := t.TempDir()
+	fake := "#!/bin/sh\necho 'papo-cuda: no usable CUDA device: CUDA_ERROR_NO_DEVICE' >&2\nexit 3\n"
+	if err := os.WriteFile(filepath.Join(bin, "papo-cuda"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.arrow")
+	writeInput(t, in, goldenInput([]int32{0, 3, 1}, []float64{1, -1, 0.5}), nil)
+	outs := map[string]string{}
+	for _, device := range []string{"auto", "cpu"} {
+		out := filepath.Join(dir, device+".arrow")
+		code, _, stderr := runCLI(t, "analyze", in, "-o", out, "--device", device, "--quiet")
+		if code != 0 {
+			t.Fatalf("--device %s: exit %d: %s", device, code, stderr)
+		}
+		if device == "auto" && !strings.Contains(stderr, "using the CPU engine") || !strings.Contains(stderr, "engine cpu") {
+			t.Errorf("--device %s: stderr does not say the CPU engine ran and why: %s", device, stderr)
+		}
+		if device == "auto" && !strings.Contains(stderr, "CUDA_ERROR_NO_DEVICE") {
+			t.Errorf("the fallback line does not carry the probe's reason: %s", stderr)
+		}
+		outs[device] = out
+	}
+	a, _ := os.ReadFile(outs["auto"])
+	c, _ := os.ReadFile(outs["cpu"])
+	if !bytes.Equal(a, c) {
+		t.Error("--device auto (fallen back) and --device cpu wrote different outputs")
+	}
+	// --device cuda fails instead of falling back.
+	code, _, stderr := runCLI(t, "analyze", in, "--device", "cuda")
+	if code != 1 || !strings.Contains(stderr, "CUDA_ERROR_NO_DEVICE") {
+		t.Errorf("--device cuda: exit %d, stderr %s", code, stderr)
+	}
+}
