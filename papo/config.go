@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -137,11 +136,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Flag names for the run state; NewReweighter's errors name them.
-const (
-	FlagState      = "state"
-	FlagResetState = "reset-state"
-)
+// FlagResetState is the command-line flag (of papo reweight) that starts a new run over an
+// existing state file; the errors that refuse a state name it.
+const FlagResetState = "reset-state"
 
 // flagSpec is one command-line flag bound to a Config field.
 type flagSpec struct {
@@ -199,14 +196,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 }
 
-// RegisterStateFlags defines --state (the run-state file) and --reset-state on fs.
-func RegisterStateFlags(fs *flag.FlagSet, statePath *string, reset *bool) {
-	fs.StringVar(statePath, FlagState, *statePath,
-		"run-state file (phase EMA, history, last step); loaded at start, saved atomically after every step")
-	fs.BoolVar(reset, FlagResetState, *reset,
-		"ignore an existing run-state file and start a new run (it is overwritten after the first step)")
-}
-
 // LoadConfig reads a .toml or .json file over c: keys present in the file replace c's values,
 // others keep them. Unknown keys and ill-typed values are errors. It does not validate; call
 // Validate once flags have been applied too.
@@ -239,36 +228,6 @@ func LoadConfig(path string, c *Config) error {
 		}
 	default:
 		return fmt.Errorf("papo config %s: unknown extension %q (want .toml or .json)", path, filepath.Ext(path))
-	}
-	return nil
-}
-
-// LoadConfigUnderFlags loads path over c like LoadConfig, then re-applies the reweighting flags
-// that were set explicitly on fs (after fs.Parse), so that the precedence is
-// command line > file > defaults.
-func (c *Config) LoadConfigUnderFlags(path string, fs *flag.FlagSet) error {
-	mine := map[string]bool{}
-	for _, f := range c.flags() {
-		mine[f.name] = true
-	}
-	set := map[string]string{}
-	fs.Visit(func(f *flag.Flag) {
-		if mine[f.Name] {
-			set[f.Name] = f.Value.String()
-		}
-	})
-	if err := LoadConfig(path, c); err != nil {
-		return err
-	}
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := fs.Set(n, set[n]); err != nil {
-			return fmt.Errorf("papo config: re-applying --%s: %w", n, err)
-		}
 	}
 	return nil
 }

@@ -33,7 +33,9 @@ type Phase struct {
 	Tokens      int64   // tokens that fed H̄ (all ranks)
 	MeanEntropy float64 // H̄_k (0 for a step without tokens)
 	EMA         float64 // E_k after the step
-	Phi         float64 // φ_k ∈ (−1, 1); > 0 favours expanding updates, < 0 contracting ones
+	// Phi is φ_k ∈ (−1, 1) (tanh may round to ±1 in float64 far from the target; weights stay
+	// ≥ 1 − λ > 0 even then); > 0 favours expanding updates, < 0 contracting ones.
+	Phi float64
 	// Replayed is true when the step repeats the last processed step with the same entropy
 	// input: the stored φ is returned and the detector does not change (see Observe).
 	Replayed bool
