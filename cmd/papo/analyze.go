@@ -11,7 +11,6 @@ import (
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
-	"github.com/entropy-polarity/papo/polarity"
 )
 
 // runAnalyze implements `papo analyze` and, with reweight, `papo reweight`: the same

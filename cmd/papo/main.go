@@ -4,6 +4,7 @@
 //	papo gen      synthetic rollouts (no download)
 //	papo analyze  per-token entropy and polarity, per-step summary
 //	papo reweight PAPO advantage reweighting (and baselines) with restart-safe run state
+//	papo bench    engine throughput next to the machine's memory bandwidth
 //	papo probe    the CUDA devices this binary can use
 //
 // Exit status: 0 success, 1 data or runtime error, 2 usage error.
@@ -23,6 +24,7 @@ Usage:
   papo gen      -o OUT [--vocab V] [--tokens N] [--steps S] [--dtype float32|float16|bfloat16] [--seed N]
   papo analyze  IN [-o OUT] [--summary FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
   papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
+  papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)
   papo probe    (lists CUDA devices; exit 0 when one is usable)
   papo version
 
@@ -68,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		err = runAnalyze(env, args[1:], true)
 	case "probe":
 		err = runProbe(env, args[1:])
+	case "bench":
+		err = runBench(env, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

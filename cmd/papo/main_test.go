@@ -266,7 +266,6 @@ func TestBadInputExitCodes(t *testing.T) {
 	}
 }
 
-
 func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
 	// A papo-cuda on PATH whose probe fails as the real one does on a GPU-less host.
 	bin := t.TempDir()

@@ -161,7 +161,7 @@ func (p *pipeline) flush() error {
 
 // stepTokens gathers the buffered step into the reweighter's input.
 func (p *pipeline) stepTokens() *papo.StepTokens {
-	t := &papo.StepTokens{Step: p.cur}
+	t := &papo.StepTokens{Step: p.cur, ClipLow: p.params.ClipLow, ClipHigh: p.params.ClipHigh}
 	hasOld := false
 	for _, c := range p.chunks {
 		hasOld = hasOld || c.batch.OldLogprob != nil

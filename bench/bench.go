@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// ReadBandwidth measures how fast threads goroutines can read a buffer of size bytes that
+// does not fit in cache (best of reps passes, in bytes/s). It sums float32 values, the same
+// access pattern as an engine's pass over logits, without the arithmetic.
+func ReadBandwidth(threads, size, reps int) float64 {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	buf := make([]float32, size/4)
+	for i := range buf {
+		buf[i] = float32(i & 1023)
+	}
+	best := 0.0
+	sink := make([]float32, threads)
+	for range reps {
+		start := time.Now()
+		var wg sync.WaitGroup
+		part := len(buf) / threads
+		for w := range threads {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				sink[w] = sum(buf[w*part : (w+1)*part])
+			}(w)
+		}
+		wg.Wait()
+		if bw := float64(part*threads*4) / time.Since(start).Seconds(); bw > best {
+			best = bw
+		}
+	}
+	_ = sink
+	return best
+}
+
+// sum uses eight independent accumulators so the loop is bound by loads, not by the
+// latency of one chain of additions.
+func sum(x []float32) float32 {
+	var a [8]float32
+	i := 0
+	for ; i+8 <= len(x); i += 8 {
+		a[0] += x[i]
+		a[1] += x[i+1]
+		a[2] += x[i+2]
+		a[3] += x[i+3]
+		a[4] += x[i+4]
+		a[5] += x[i+5]
+		a[6] += x[i+6]
+		a[7] += x[i+7]
+	}
+	for ; i < len(x); i++ {
+		a[0] += x[i]
+	}
+	return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7]
+}
+
+// Workload is a batch of synthetic logits rows for timing: N(0, 3²) noise with one +12
+// spike per row, the mix of entropy an engine sees in practice matters little to its speed.
+type Workload struct {
+	Batch  polarity.Batch
+	Params polarity.Params
+}
+
+// NewWorkload builds rows×V logits of the given dtype.
+func NewWorkload(rows, v int, dtype polarity.Dtype, seed uint64) *Workload {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	w := &Workload{Params: polarity.DefaultParams()}
+	b := &w.Batch
+	b.Logits = polarity.Logits{Dtype: dtype, V: v}
+	n := rows * v
+	if dtype == polarity.Float32 {
+		b.Logits.F32 = make([]float32, n)
+	} else {
+		b.Logits.Bits = make([]uint16, n)
+	}
+	noise := make([]float32, 1<<16)
+	for i := range noise {
+		noise[i] = float32(3 * rng.NormFloat64())
+	}
+	for r := range rows {
+		off := rng.IntN(len(noise))
+		spike := rng.IntN(v)
+		for j := range v {
+			x := noise[(off+j)&(len(noise)-1)]
+			if j == spike {
+				x += 12
+			}
+			switch dtype {
+			case polarity.Float32:
+				b.Logits.F32[r*v+j] = x
+			case polarity.Float16:
+				b.Logits.Bits[r*v+j] = polarity.Float32ToFloat16(x)
+			case polarity.BFloat16:
+				b.Logits.Bits[r*v+j] = polarity.Float32ToBFloat16(x)
+			}
+		}
+		b.TokenID = append(b.TokenID, int32(spike))
+		b.Advantage = append(b.Advantage, rng.NormFloat64())
+	}
+	return w
+}
+
+// Bytes is the size of the workload's logits.
+func (w *Workload) Bytes() int64 {
+	return int64(w.Batch.Rows()) * int64(w.Batch.Logits.V) * int64(w.Batch.Logits.Dtype.Size())
+}
+
+// Throughput is one engine's measured speed on a workload.
+type Throughput struct {
+	Engine       string
+	Dtype        polarity.Dtype
+	V, Rows      int
+	Seconds      float64 // best pass
+	TokensPerSec float64
+	BytesPerSec  float64
+}
+
+// Run times reps passes of e over w (after one warm-up pass) and keeps the best.
+func Run(ctx context.Context, e polarity.Engine, w *Workload, reps int) (Throughput, error) {
+	var out polarity.Result
+	if err := e.Compute(ctx, &w.Batch, w.Params, &out); err != nil {
+		return Throughput{}, fmt.Errorf("warm-up: %w", err)
+	}
+	best := 0.0
+	for range max(reps, 1) {
+		start := time.Now()
+		if err := e.Compute(ctx, &w.Batch, w.Params, &out); err != nil {
+			return Throughput{}, err
+		}
+		if s := time.Since(start).Seconds(); best == 0 || s < best {
+			best = s
+		}
+	}
+	rows := w.Batch.Rows()
+	return Throughput{
+		Engine: e.Name(), Dtype: w.Batch.Logits.Dtype, V: w.Batch.Logits.V, Rows: rows, Seconds: best,
+		TokensPerSec: float64(rows) / best, BytesPerSec: float64(w.Bytes()) / best,
+	}, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/entropy-polarity/papo/bench"
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// runBench implements `papo bench`: engine throughput next to the machine's read bandwidth.
+func runBench(env *environment, args []string) error {
+	fs := flagSet("bench", "[flags]")
+	v := fs.Int("vocab", 151936, "vocabulary size V")
+	rows := fs.Int("tokens", 256, "token rows per batch")
+	dtypes := fs.String("dtype", "float32,bfloat16,float16", "comma-separated logits types")
+	device := fs.String("device", "auto", "engine: auto, cpu or cuda")
+	threads := fs.Int("threads", 0, "CPU engine threads (0: all cores)")
+	reps := fs.Int("reps", 3, "timed passes per case (the best is kept)")
+	bwMiB := fs.Int("bandwidth-mib", 1024, "buffer size for the read-bandwidth measurement")
+	positional, err := parseFlags(fs, args, env.stderr)
+	if err != nil {
+		return err
+	}
+	if len(positional) > 0 {
+		return usagef("unexpected argument %q", positional[0])
+	}
+	if *v < 1 || *rows < 1 || *reps < 1 || *bwMiB < 1 {
+		return usagef("--vocab, --tokens, --reps and --bandwidth-mib must be ≥ 1")
+	}
+	var kinds []polarity.Dtype
+	for _, s := range strings.Split(*dtypes, ",") {
+		d, err := polarity.ParseDtype(strings.TrimSpace(s))
+		if err != nil {
+			return usagef("--dtype: %v", err)
+		}
+		kinds = append(kinds, d)
+	}
+	engine, err := selectEngine(env, *device, *threads, append([]string{"bench"}, args...))
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	n := *threads
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	bw := bench.ReadBandwidth(n, *bwMiB<<20, 3)
+	host, _ := os.Hostname()
+	fmt.Fprintf(env.stdout, "papo bench, %s, %s, %d CPU threads, %s\n", time.Now().UTC().Format("2006-01-02"), cpuModel(), n, host)
+	fmt.Fprintf(env.stdout, "measured read bandwidth (%d threads, %d MiB): %.2f GB/s\n\n", n, *bwMiB, bw/1e9)
+	fmt.Fprintln(env.stdout, "| engine | dtype | V | tokens | tokens/s | GB/s | % of read bandwidth |")
+	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|---|")
+	for _, d := range kinds {
+		w := bench.NewWorkload(*rows, *v, d, 1)
+		tp, err := bench.Run(context.Background(), engine, w, *reps)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", engine.Name(), d, err)
+		}
+		fmt.Fprintf(env.stdout, "| %s | %s | %d | %d | %.0f | %.2f | %.0f %% |\n",
+			tp.Engine, d, tp.V, tp.Rows, tp.TokensPerSec, tp.BytesPerSec/1e9, 100*tp.BytesPerSec/bw)
+	}
+	return nil
+}
+
+// cpuModel names the processor, from /proc/cpuinfo where there is one.
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
