@@ -18,7 +18,7 @@ cuda:
 # Four steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted.
 demo: build
 	@mkdir -p $(DEMO)
-	$(BIN)/papo gen -o $(DEMO)/rollouts.arrow --tokens 256 --steps 6 --seed 7
+	$(BIN)/papo gen -o $(DEMO)/rollouts.arrow --tokens 384 --steps 6 --seed 7
 	$(BIN)/papo analyze $(DEMO)/rollouts.arrow -o $(DEMO)/polarity.arrow --summary $(DEMO)/summary.csv
 	$(BIN)/papo reweight $(DEMO)/rollouts.arrow -o $(DEMO)/reweighted.parquet --state $(DEMO)/state.json --reset-state \
 		--phase-mode target --target-entropy 0.8 --summary $(DEMO)/reweight-summary.csv

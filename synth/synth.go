@@ -35,7 +35,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		V: 151936, TokensPerStep: 256, Steps: 4, Dtype: polarity.Float32, Seed: 1,
-		GroupSize: 8, MeanLength: 48, BatchRows: 128, Temperature: 1, NoiseSigma: 2,
+		GroupSize: 8, MeanLength: 16, BatchRows: 128, Temperature: 1, NoiseSigma: 2,
 		MaskFraction: 0.02, OldLogprobDrift: 0.05,
 	}
 }
