@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# CI for the CUDA side of papo, on a machine without a GPU (a GPU, if there is one, is used):
+#   - the CUDA toolkit (nvcc, ptxas, cuda.h, libcuda.so.1) from Debian non-free;
+#   - the committed PTX matches its sources; ptxas: no stack frame or spills for sm_80/sm_90;
+#   - go vet and go build with -tags cuda (papo-cuda);
+#   - package guard is initialised before gorgonia.org/cu (its imports are a subset of cu's);
+#   - the kernels' arithmetic compiled for the host against the float64 reference on the shared
+#     table of hard rows (cuda/hostref, also under AddressSanitizer: the kernels' loads stay
+#     inside the logits), the Go model of the kernels' reduction tree against the single pass
+#     (kernels), the GPU-failure fallback (cuda/fallback);
+#   - papo-cuda probe on a GPU-less host exits 3 with a clear message, and the GPU tests skip
+#     with "[no tests to run]"; on a GPU host, probe succeeds and the GPU tests run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "CUDA toolkit"
+bash .ci/cuda-toolkit.sh
+
+step "PTX is current; ptxas resources"
+make -C kernels check-ptx ptxas-report
+
+step "go vet (with and without -tags cuda)"
+go vet -tags cuda ./cuda/... ./cmd/... ./bench/... ./kernels/...
+go vet ./cuda/... ./kernels/...
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+step "go build -tags cuda (papo-cuda, gpubench)"
+go build -tags cuda -o "$tmp/papo-cuda" ./cmd/papo
+go build -tags cuda -o "$tmp/gpubench" ./bench/gpubench
+
+step "package guard initialises before gorgonia.org/cu"
+extra=$(comm -23 <(go list -tags cuda -deps ./cuda/guard | sort) <(go list -tags cuda -deps gorgonia.org/cu | sort) |
+	grep -vx 'github.com/entropy-polarity/papo/cuda/guard' || true)
+if [ -n "$extra" ]; then
+	echo "cuda/guard imports packages gorgonia.org/cu does not: it may be initialised after cu:" >&2
+	echo "$extra" >&2
+	exit 1
+fi
+echo "ok: guard's imports are a subset of cu's, and its import path sorts first"
+
+step "kernel arithmetic on the host, reduction tree model, fallback"
+go test -count=1 ./kernels/ ./cuda/...
+
+step "kernel memory walk under AddressSanitizer (no read past a batch's logits)"
+go test -asan -count=1 -run 'TestKernelArithmetic|TestRowStateAlignment' ./cuda/hostref/
+
+step "papo-cuda probe"
+set +e
+out=$("$tmp/papo-cuda" probe 2>&1)
+code=$?
+set -e
+echo "$out"
+echo "exit status $code"
+if [ $code -eq 0 ]; then
+	step "a GPU is present: GPU tests"
+	go test -tags cuda -count=1 -v ./cuda/
+else
+	if [ $code -ne 3 ] || ! grep -q '^papo-cuda: no usable CUDA device: CUDA_ERROR_[A-Z_]* (' <<<"$out"; then
+		echo "papo-cuda probe on a GPU-less host: want exit status 3 and 'papo-cuda: no usable CUDA device: CUDA_ERROR_… (…)'" >&2
+		exit 1
+	fi
+	step "GPU tests skip clearly without a device"
+	skip=$(go test -tags cuda -count=1 ./cuda/ 2>&1)
+	echo "$skip"
+	grep -q 'no tests to run' <<<"$skip" || { echo "the -tags cuda tests did not report a skip" >&2; exit 1; }
+fi
+echo
+echo "cuda CI: ok"
