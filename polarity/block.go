@@ -3,134 +3,167 @@ package polarity
 import "math"
 
 // blockLen is the number of logits the CPU engine hands to accumulateBlock at a time: 2 KiB of
-// float32, so the block's second read (the accumulation after the max) hits L1.
+// float32, so that the block's second read (the accumulation after the max) hits L1, and the
+// per-block float64 merge (one math.Exp) is amortised over 512 elements.
 const blockLen = 512
 
-// blockSums is the MATH.md §3 state of one block, relative to the block's own maximum, in the
-// block's raw (unscaled) logits. See accumulateBlock.
+// blockSums is the MATH.md §3 state of one block of raw logits x, relative to the block's own
+// maximum. See accumulateBlock.
 type blockSums struct {
-	Max  float32 // max_j x_j of the raw logits; −Inf when every x_j is −Inf
-	Rest float32 // Σ_{j≠j*} e^{v_j}, v_j = (x_j − Max)·scale; j* is one index with x_j* = Max
-	S1   float32 // Σ e^{v_j}·v_j
-	S2   float32 // Σ e^{2v_j}, the 1 of x_j* included
-	S3   float32 // Σ e^{2v_j}·v_j
+	Max  float32 // max_j x_j; −Inf when every x_j is −Inf
+	Rest float64 // Σ_{j≠j*} e^{v_j}, v_j = (x_j − Max)/τ; j* is one index with x_j* = Max
+	S1   float64 // Σ e^{v_j}·v_j (≤ 0)
+	S2   float64 // Σ e^{2v_j}, the 1 of j* included
+	S3   float64 // Σ e^{2v_j}·v_j (≤ 0)
 }
 
-// accumulateBlock computes the MATH.md §3 sums of one block of raw logits x (len(x) ≥ 1,
-// normally blockLen) at scale = 1/τ. It is the CPU engine's hot loop; this comment is the
-// contract for every implementation of it (the pure-Go accumulateBlockGeneric, and a SIMD or
-// assembly variant behind a build tag, which must match the generic one within the accuracy
-// stated below and fall back to it where the CPU lacks the instructions):
+// accumulateBlockGeneric is the pure-Go implementation of accumulateBlock, the CPU engine's
+// hot loop, and the reference any other implementation is tested against (TestBlockVariant).
 //
-//   - Max is the block maximum of x. If x holds a NaN or +Inf, the result must show it: Max is
-//     NaN or +Inf, or Rest is NaN (the caller then finds and reports the element). If every
-//     element is −Inf, Max = −Inf and the sums are unspecified (the block is empty).
-//   - v_j = (x_j − Max)·scale in float32, clamped below so that −Inf elements give v = −104,
-//     never NaN. e^{v} is a float32 exponential with relative error ≤ 2 ulp for v ≥ −87 that
-//     returns exactly 0 where the result would be below 2^-125 (v ≲ −86.6), and e^{2v} likewise
-//     0 below 2^-125 (v ≲ −43.3): no subnormal operand ever reaches the arithmetic (they are
-//     slow on some CPUs) and −Inf elements contribute exactly 0. Dropping terms < 2^-125 changes
-//     s0 ≥ 1 and S2 ≥ 1 by less than V·2^-125 ≈ 1e-32 relative.
-//   - Rest excludes exactly one element attaining Max (ties each add their e^0 = 1), so that the
-//     caller can keep s0 = 1 + Rest in float64 and take log1p(Rest).
-//   - The sums are float32 with at least 4 independent partial accumulators (so each adds at most
-//     len(x)/4 terms): relative error ≤ ~(len(x)/4)·2^-24 worst case, ~1e-7 typical.
+// The contract of accumulateBlock(x, invTau), for every implementation: it computes the MATH.md
+// §3 sums of one block of raw logits x (1 ≤ len(x), normally blockLen) at invTau = 1/τ. A SIMD
+// or assembly variant lives in a file built with `goexperiment.simd && amd64` (block_generic.go
+// has the opposite constraint), defines accumulateBlock and haveBlockVariant = true, and falls
+// back to accumulateBlockGeneric where the CPU lacks its instructions.
 //
-// The caller merges the block state into the float64 row state with Sums.Merge (the block
-// maximum becomes M = Max·(1/τ) in float64).
-func accumulateBlock(x []float32, scale float32) blockSums { return accumulateBlockGeneric(x, scale) }
-
-// Constants of the float32 exponential: Cody-Waite reduction e^v = 2^k·e^r with
-// r = v − k·ln2 ∈ [−ln2/2, ln2/2] split as k·ln2Hi (exact for |k| < 2^15) + k·ln2Lo, and
-// Cephes' expf minimax polynomial for e^r (relative error < 1 ulp of float32 on that interval).
-const (
-	expLog2E  = 1.44269504088896341
-	expLn2Hi  = 0.693359375
-	expLn2Lo  = -2.12194440e-4
-	expRound  = 12582912 // 1.5·2^23: x + expRound − expRound rounds |x| < 2^22 to an integer
-	expFloor  = -104     // clamp for v: below it e^{v} is 0 anyway; keeps −Inf from making NaN
-	expP0     = 1.9875691500e-4
-	expP1     = 1.3981999507e-3
-	expP2     = 8.3334519073e-3
-	expP3     = 4.1665795894e-2
-	expP4     = 1.6666665459e-1
-	expP5     = 5.0000001201e-1
-	expMinBia = 2 // biased exponents below this give 0 (results < 2^-125, possibly subnormal)
-)
-
-// accumulateBlockGeneric is the pure-Go accumulateBlock and the reference for any other
-// implementation of it.
-func accumulateBlockGeneric(x []float32, scale float32) blockSums {
+//   - Max is the block maximum of x. A NaN or +Inf in x must show in the result: Max is NaN or
+//     +Inf, or Rest is NaN (the caller then finds the element and reports it). If every element
+//     is −Inf (and none is NaN), Max = −Inf and the sums are ignored: the block is empty.
+//   - v_j = (x_j − Max)/τ, clamped below at −104 (so −Inf elements give 0, never NaN). Here v and
+//     the exponential's range reduction are float64, so v's size adds no error. A float32
+//     variant rounds v: each rounding moves e^{v} by |v|·2^-24 relative, ~1e-6 for the |v| ≈ 40
+//     that carry H on a peaked row; it must not use a plain float32(1/τ), whose error has the
+//     same sign for every element (2.4e-6 of H, systematic, on the peaked row at τ = 0.7), but
+//     1/τ as float32 Hi + Lo, or d·(1/τ) with d = x − Max in float64 lanes.
+//   - e^{v} within 3·2^-24 relative and e^{2v} within 7·2^-24 (TestBlockExponential), each
+//     exactly 0 where it would be below 2^-125 (v ≲ −86.6 for e^{v}, v ≲ −43.3 for e^{2v}): no
+//     subnormal ever reaches the arithmetic (slow on some CPUs), −Inf elements contribute exactly
+//     0, and the dropped terms move s0 ≥ 1 and S2 ≥ 1 by less than V·2^-118.
+//   - Rest excludes exactly one element attaining Max (other ties each add e^0 = 1), so that the
+//     caller keeps s0 = 1 + Rest and takes log1p(Rest): on a peaked row Rest ≈ 1e-10 would be
+//     lost in a float32 sum that included the 1.
+//   - Partial sums in float64 (as here and in the AVX2 variant); float32 lanes would add a
+//     relative error of up to n·2^-24 for n terms per lane (~√n·2^-24 typical).
+//
+// The caller merges the block state into the row's float64 Sums (M = Max/τ in float64).
+//
+// Speed (2-core CI machine, one core): this pure-Go version ~0.17 G logits/s (0.7 GB/s of
+// float32), a tenth of the ~7.7 GB/s a core reads: its exponential costs ~15–20 cycles per
+// element (several interleaved accumulator sets spill registers and measured slower). The
+// AVX2 variant in block_simd_amd64.go (GOEXPERIMENT=simd builds) runs ~2.7× faster.
+func accumulateBlockGeneric(x []float32, invTau float64) blockSums {
 	if len(x) == 0 {
 		panic("polarity: accumulateBlock of an empty block")
 	}
-	// Block maximum with four independent running maxima. The builtin max propagates NaN, so a
-	// NaN anywhere makes Max NaN (and +Inf makes it +Inf).
-	m0, m1, m2, m3 := x[0], x[0], x[0], x[0]
-	j := 0
-	for ; j+4 <= len(x); j += 4 {
-		m0 = max(m0, x[j])
-		m1 = max(m1, x[j+1])
-		m2 = max(m2, x[j+2])
-		m3 = max(m3, x[j+3])
-	}
-	for ; j < len(x); j++ {
-		m0 = max(m0, x[j])
-	}
-	mx := max(max(m0, m1), max(m2, m3))
-	if !(mx > float32(math.Inf(-1))) || mx > math.MaxFloat32 {
+	mx, at := blockArgMax(x)
+	switch {
+	case mx > math.MaxFloat32 || mx != mx:
+		return blockSums{Max: mx}
+	case mx < -math.MaxFloat32: // every element −Inf, or −Inf and NaN (NaN never wins a >)
+		for _, z := range x {
+			if z != z {
+				return blockSums{Max: z}
+			}
+		}
 		return blockSums{Max: mx}
 	}
-
-	var acc [4]lane
-	j = 0
-	for ; j+4 <= len(x); j += 4 {
-		acc[0].add((x[j] - mx) * scale)
-		acc[1].add((x[j+1] - mx) * scale)
-		acc[2].add((x[j+2] - mx) * scale)
-		acc[3].add((x[j+3] - mx) * scale)
-	}
-	for ; j < len(x); j++ {
-		acc[0].add((x[j] - mx) * scale)
-	}
-	ties := acc[0].ties + acc[1].ties + acc[2].ties + acc[3].ties
+	lo := accumulateRange(x[:at], mx, invTau)
+	hi := accumulateRange(x[at+1:], mx, invTau)
 	return blockSums{
 		Max:  mx,
-		Rest: (acc[0].s0 + acc[1].s0) + (acc[2].s0 + acc[3].s0) + float32(ties-1),
-		S1:   (acc[0].s1 + acc[1].s1) + (acc[2].s1 + acc[3].s1),
-		S2:   (acc[0].s2 + acc[1].s2) + (acc[2].s2 + acc[3].s2) + float32(ties),
-		S3:   (acc[0].s3 + acc[1].s3) + (acc[2].s3 + acc[3].s3),
+		Rest: lo.s0 + hi.s0,
+		S1:   lo.s1 + hi.s1,
+		S2:   1 + lo.s2 + hi.s2,
+		S3:   lo.s3 + hi.s3,
 	}
 }
 
-// lane is one of accumulateBlockGeneric's independent partial accumulators. Elements with
-// v = 0 (those attaining the block max) are counted in ties instead of s0 and s2.
-type lane struct {
-	s0, s1, s2, s3 float32
-	ties           int32
-}
-
-func (l *lane) add(v float32) {
-	v = max(v, expFloor)
-	if v == 0 {
-		l.ties++
-		return
+// blockArgMax returns the maximum of x (ignoring NaN unless x[0] is NaN) and an index attaining it.
+// Two running maxima halve the compare-and-branch chain.
+func blockArgMax(x []float32) (float32, int) {
+	m0, m1 := x[0], x[0]
+	i0, i1 := 0, 0
+	j := 0
+	for ; j+2 <= len(x); j += 2 {
+		if x[j] > m0 {
+			m0, i0 = x[j], j
+		}
+		if x[j+1] > m1 {
+			m1, i1 = x[j+1], j+1
+		}
 	}
-	kf := v*expLog2E + expRound - expRound
-	r := v - kf*expLn2Hi - kf*expLn2Lo
-	p := ((((expP0*r+expP1)*r+expP2)*r+expP3)*r+expP4)*r + expP5
-	p = p*(r*r) + r + 1 // e^r
-	k := int32(kf)
-	e := p * pow2(k+127)
-	e2 := (p * p) * pow2(2*k+127)
-	l.s0 += e
-	l.s1 += e * v
-	l.s2 += e2
-	l.s3 += e2 * v
+	if j < len(x) && x[j] > m0 {
+		m0, i0 = x[j], j
+	}
+	if m1 > m0 {
+		m0, i0 = m1, i1
+	}
+	return m0, i0
 }
 
-// pow2 is 2^(b−127) for a biased exponent b ≤ 254, and 0 for b < expMinBia.
+type rangeSums struct{ s0, s1, s2, s3 float64 }
+
+// The exponential: e^v = 2^q · 2^(j/64) · e^r with k = round(v·64/ln2) = 64q + j and
+// r = v − k·ln2/64 ∈ [−ln2/128, ln2/128]. The reduction runs in float64 (Cody-Waite: ln2/64 split
+// into expLn2Hi, whose 21 significant bits make k·expLn2Hi exact, and expLn2Lo), so r carries no
+// error from v's size; e^r is the float32 Taylor polynomial 1 + r + r²/2 + r³/6 (within
+// r⁴/24 < 4e-11 of e^r) times the float32 table entry 2^(j/64). The error is three float32
+// roundings of values in [1, 2): ≤ 3·2^-24, whatever v.
+const (
+	expTableBits = 6
+	expTableLen  = 1 << expTableBits
+	expScaleK    = 92.33248261689366 // 64/ln2
+	expRound     = 0x1.8p52          // (x + expRound) − expRound rounds |x| < 2^51 to an integer
+	expFloor     = -104              // lower clamp of v: e^{-104} < 2^-149; −Inf becomes −104
+	expMinBiased = 2                 // 2^q with a biased exponent below this is taken as 0 (result < 2^-124)
+)
+
+var (
+	expLn2Hi, expLn2Lo float64
+	expTable           [expTableLen]float32 // 2^(j/64), rounded to float32
+)
+
+func init() {
+	ln2k := math.Ln2 / expTableLen
+	expLn2Hi = math.Float64frombits(math.Float64bits(ln2k) &^ (1<<32 - 1))
+	expLn2Lo = ln2k - expLn2Hi
+	for j := range expTable {
+		expTable[j] = float32(math.Exp2(float64(j) / expTableLen))
+	}
+}
+
+// accumulateRange adds e^{v}, e^{v}·v, e^{2v}, e^{2v}·v over x with v = (x − mx)/τ.
+// v = (float64(x) − mx)·(1/τ) is exact but for one float64 rounding. One element per iteration:
+// in pure Go, several interleaved accumulator sets spill registers and run slower (measured);
+// out-of-order execution overlaps consecutive elements anyway.
+func accumulateRange(x []float32, mx float32, invTau float64) rangeSums {
+	var s0, s1, s2, s3 float64
+	hiLn2, loLn2 := expLn2Hi, expLn2Lo
+	table := &expTable
+	m := float64(mx)
+	for _, z := range x {
+		v := (float64(z) - m) * invTau
+		if v < expFloor {
+			v = expFloor
+		}
+		kf := v*expScaleK + expRound - expRound
+		r := float32(v - kf*hiLn2 - kf*loLn2)
+		p := (r*(1.0/6)+0.5)*(r*r) + r + 1
+		k := int32(kf)
+		t := table[k&(expTableLen-1)] * p
+		q := k >> expTableBits
+		e := float64(t * pow2(q+127))
+		e2 := float64((t * t) * pow2(2*q+127))
+		s0 += e
+		s1 += e * v
+		s2 += e2
+		s3 += e2 * v
+	}
+	return rangeSums{s0, s1, s2, s3}
+}
+
+// pow2 is 2^(b−127) for a biased exponent b ≤ 254, and 0 for b < expMinBiased.
 func pow2(b int32) float32 {
-	keep := ^((b - expMinBia) >> 31) // all ones when b ≥ expMinBia
+	keep := ^((b - expMinBiased) >> 31) // all ones when b ≥ expMinBiased
 	return math.Float32frombits(uint32(b&keep) << 23)
 }

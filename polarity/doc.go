@@ -8,5 +8,16 @@
 // ΔĤ = (η/τ²)·r·1[not clipped]·P follow (§2).
 //
 // Every engine (the CPU engine here, the CUDA engine in package cuda) implements Engine and must
-// produce the same numbers; Reference is the float64 oracle the tests compare them against.
+// produce the same numbers; Reference is the float64 oracle the tests compare them against, and
+// package polaritytest holds the table of hard rows and the comparison both engines' tests run.
+// The pieces an engine can share: Sums (the §3 state in float64, with the associative Merge that
+// combines the partial sums of blocks, warps or vocabulary shards, and Finalize), RowStats.Sampled
+// (log π_a and S_a without cancellation on peaked rows), Finish (the token step: T, P, the PPO
+// ratio, clipping and ΔĤ from H, log π_a, S_a and C), Batch.Validate and LogitsError (the data
+// errors, worded identically by every engine).
+//
+// NewCPU's engine spreads rows over goroutines and runs each row through accumulateBlock, a small
+// hot loop over blocks of 512 logits (float32 exponential, float64 argument reduction and sums),
+// written so that a SIMD variant can be dropped in beside the pure-Go one (block.go states the
+// contract).
 package polarity

@@ -28,7 +28,7 @@ type Sums struct {
 func EmptySums() Sums { return Sums{M: math.Inf(-1)} }
 
 // Empty reports whether s holds no element with u > −Inf.
-func (s *Sums) Empty() bool { return math.IsInf(s.M, -1) }
+func (s Sums) Empty() bool { return math.IsInf(s.M, -1) }
 
 // Add folds the element u into s. u = −Inf contributes nothing; u must not be NaN or +Inf
 // (engines check their input before it reaches the sums).
@@ -106,7 +106,7 @@ type RowStats struct {
 // H = log s0 − s1/s0 is the sum of two non-negative terms, so it keeps its relative precision
 // even where H ≈ 1e-10. C = (S3 − (s1/s0)·S2)/s0² subtracts two terms of the same sign: its
 // absolute error is a few ulps of (|S3| + |s1/s0|·S2)/s0².
-func (s *Sums) Finalize() RowStats {
+func (s Sums) Finalize() RowStats {
 	s0 := 1 + s.Rest
 	logS0 := math.Log1p(s.Rest)
 	shift := s.S1 / s0
