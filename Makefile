@@ -3,17 +3,20 @@ GO      ?= go
 BIN     := bin
 DEMO    := demo
 FUZZTIME ?= 10s
+# Go 1.26's simd/archsimd (AVX2) hot loop for the CPU engine; the pure-Go loop is used where
+# the experiment is off (`make build SIMD=`) or the processor is not amd64.
+SIMD    ?= simd
 
 .PHONY: all build cuda demo test test-go fuzz bench vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/papo ./cmd/papo
+	GOEXPERIMENT=$(SIMD) $(GO) build -o $(BIN)/papo ./cmd/papo
 
 # papo-cuda: the same program with the CUDA engine (needs cuda.h and libcuda; see README).
 cuda:
-	$(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
+	GOEXPERIMENT=$(SIMD) $(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
 
 # Four steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted.
 demo: build
@@ -31,8 +34,10 @@ interop-deps:
 
 test: vet fmt-check interop-deps test-go fuzz
 
+# Both CPU hot loops: the portable one and the archsimd one.
 test-go:
 	$(GO) test -count=1 ./...
+	GOEXPERIMENT=simd $(GO) test -count=1 ./polarity/... ./cmd/... ./bench/...
 
 # Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` for a longer hunt.
 fuzz:
@@ -44,8 +49,9 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench:
-	$(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
+bench: build
+	GOEXPERIMENT=$(SIMD) $(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
+	$(BIN)/papo bench --device cpu
 
 kernels:
 	$(MAKE) -C kernels ptx
