@@ -258,15 +258,7 @@ func (e *Engine) fail(op string, err error) error {
 // *fallback.DeviceError (out then holds partial results); data errors as the CPU engine's
 // *polarity.RowError for the lowest bad row.
 func (e *Engine) Compute(ctx context.Context, b *polarity.Batch, p polarity.Params, out *polarity.Result) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	n := b.Rows()
-	out.Resize(n)
-	if err := ctx.Err(); err != nil || n == 0 {
+	if n, err := polarity.Begin(ctx, b, p, out); err != nil || n == 0 {
 		return err
 	}
 	return e.do(func() error { return e.compute(ctx, b, p, out) })

@@ -1,6 +1,9 @@
 package polarity
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // At is the logit of row i, vocabulary entry j, as float32 (float16 and bfloat16 decoded).
 func (l *Logits) At(i, j int) float32 {
@@ -59,4 +62,18 @@ func (b *Batch) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Begin is the prologue every Engine.Compute shares: it validates p and b, sizes out to the
+// batch and reports a cancelled ctx. It returns the number of rows to compute.
+func Begin(ctx context.Context, b *Batch, p Params, out *Result) (int, error) {
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	if err := b.Validate(); err != nil {
+		return 0, err
+	}
+	n := b.Rows()
+	out.Resize(n)
+	return n, ctx.Err()
 }

@@ -37,19 +37,9 @@ func (e *cpuEngine) Close() error { return nil }
 // bad row is returned (so the error does not depend on the number of threads). Cancellation of
 // ctx is checked between rows and returns ctx.Err(). On error, out holds partial results.
 func (e *cpuEngine) Compute(ctx context.Context, b *Batch, p Params, out *Result) error {
-	if err := p.Validate(); err != nil {
+	n, err := Begin(ctx, b, p, out)
+	if err != nil || n == 0 {
 		return err
-	}
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	n := b.Rows()
-	out.Resize(n)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
 	}
 	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, n: n, tau: p.Temperature, invTau: 1 / p.Temperature}
 	c.errRow.Store(int64(n))

@@ -159,16 +159,9 @@ const hostChunkRows = 32
 // Compute runs b as the kernel would, in chunks of rows each laid out from an aligned base
 // like a device buffer.
 func (e *Engine) Compute(ctx context.Context, b *polarity.Batch, p polarity.Params, out *polarity.Result) error {
-	if err := p.Validate(); err != nil {
+	n, err := polarity.Begin(ctx, b, p, out)
+	if err != nil || n == 0 {
 		return err
-	}
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	n := b.Rows()
-	out.Resize(n)
-	if n == 0 {
-		return ctx.Err()
 	}
 	rows := make([]kernels.RowIn, n)
 	kernels.PackRows(b, 0, rows)
