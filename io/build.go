@@ -1,0 +1,416 @@
+package papoio
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// fixedWidth are the Go types that back Arrow fixed-width columns here.
+type fixedWidth interface {
+	~int32 | ~int64 | ~uint16 | ~float32 | ~float64
+}
+
+// newPrimitive copies vals (and the validity, nil for none) into an array of type dt, whose
+// width must be that of T.
+func newPrimitive[T fixedWidth](mem memory.Allocator, dt arrow.DataType, vals []T, valid []bool) arrow.Array {
+	n := len(vals)
+	var zero T
+	values := newBuffer(mem, n*int(unsafe.Sizeof(zero)))
+	defer values.Release()
+	if n > 0 {
+		copy(unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(values.Bytes()))), n), vals)
+	}
+	bitmap, nulls := newBitmap(mem, valid)
+	if bitmap != nil {
+		defer bitmap.Release()
+	}
+	data := array.NewData(dt, n, []*memory.Buffer{bitmap, values}, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+// newBitmap packs valid into a validity bitmap; nil when every value is valid.
+func newBitmap(mem memory.Allocator, valid []bool) (*memory.Buffer, int) {
+	nulls := 0
+	for _, ok := range valid {
+		if !ok {
+			nulls++
+		}
+	}
+	if nulls == 0 {
+		return nil, 0
+	}
+	bm := newBuffer(mem, int(bitutil.BytesForBits(int64(len(valid)))))
+	bytes := bm.Bytes()
+	clear(bytes)
+	for i, ok := range valid {
+		if ok {
+			bitutil.SetBit(bytes, i)
+		}
+	}
+	return bm, nulls
+}
+
+func newBool(mem memory.Allocator, vals []bool) arrow.Array {
+	n := len(vals)
+	values := newBuffer(mem, int(bitutil.BytesForBits(int64(n))))
+	defer values.Release()
+	bytes := values.Bytes()
+	clear(bytes)
+	for i, v := range vals {
+		if v {
+			bitutil.SetBit(bytes, i)
+		}
+	}
+	data := array.NewData(arrow.FixedWidthTypes.Boolean, n, []*memory.Buffer{nil, values}, nil, 0, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+func widen32(vals []int32) []int64 {
+	out := make([]int64, len(vals))
+	for i, v := range vals {
+		out[i] = int64(v)
+	}
+	return out
+}
+
+func narrow64(vals []int64) ([]int32, error) {
+	out := make([]int32, len(vals))
+	for i, v := range vals {
+		if v < math.MinInt32 || v > math.MaxInt32 {
+			return nil, fmt.Errorf("value %d at row %d does not fit int32", v, i)
+		}
+		out[i] = int32(v)
+	}
+	return out, nil
+}
+
+// intColumn builds an int32 or int64 column from either width.
+func intColumn(mem memory.Allocator, dt arrow.DataType, v64 []int64, v32 []int32) (arrow.Array, error) {
+	switch dt.ID() {
+	case arrow.INT64:
+		if v64 == nil {
+			v64 = widen32(v32)
+		}
+		return newPrimitive(mem, dt, v64, nil), nil
+	case arrow.INT32:
+		if v32 == nil {
+			var err error
+			if v32, err = narrow64(v64); err != nil {
+				return nil, err
+			}
+		}
+		return newPrimitive(mem, dt, v32, nil), nil
+	}
+	return nil, fmt.Errorf("type %s; want int32 or int64", dt)
+}
+
+func floatColumn(mem memory.Allocator, dt arrow.DataType, v64 []float64, v32 []float32, valid []bool) (arrow.Array, error) {
+	switch dt.ID() {
+	case arrow.FLOAT64:
+		if v64 == nil {
+			v64 = make([]float64, len(v32))
+			for i, x := range v32 {
+				v64[i] = float64(x)
+			}
+		}
+		return newPrimitive(mem, dt, v64, valid), nil
+	case arrow.FLOAT32:
+		if v32 == nil {
+			v32 = make([]float32, len(v64))
+			for i, x := range v64 {
+				v32[i] = float32(x)
+			}
+		}
+		return newPrimitive(mem, dt, v32, valid), nil
+	}
+	return nil, fmt.Errorf("type %s; want float32 or float64", dt)
+}
+
+// BuildInput builds an input record for schema (from InputSchema, or any schema whose columns
+// SCHEMA.md names, with fixed_size_list, list or large_list logits) from cols. It serves
+// generators and tests; the caller releases the record.
+func BuildInput(mem memory.Allocator, schema *arrow.Schema, cols *InputColumns) (arrow.Record, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	b := &cols.Batch
+	n := len(b.TokenID)
+	if b.Logits.V <= 0 {
+		return nil, fmt.Errorf("build input: logits V=%d; want V > 0", b.Logits.V)
+	}
+	if b.Logits.Rows() != n {
+		return nil, fmt.Errorf("build input: %d logits rows of V=%d and %d token ids; want as many of each",
+			b.Logits.Rows(), b.Logits.V, n)
+	}
+	lengths := map[string]int{
+		ColAdvantage: len(b.Advantage), ColOldLogprob: len(b.OldLogprob), ColMask: len(b.Mask),
+		ColStep: len(cols.Step), ColSequenceID: len(cols.SequenceID), ColGroupID: len(cols.GroupID),
+		ColPosition: len(cols.Position),
+	}
+	arrs := make([]arrow.Array, 0, schema.NumFields())
+	defer func() { releaseAll(arrs) }()
+	for _, f := range schema.Fields() {
+		var arr arrow.Array
+		var err error
+		if l, known := lengths[f.Name]; known && l != n {
+			return nil, fmt.Errorf("build input: column %s has %d values; want %d (one per token id)", f.Name, l, n)
+		}
+		switch f.Name {
+		case ColLogits:
+			arr, err = buildLogits(mem, f.Type, &b.Logits)
+		case ColTokenID:
+			arr, err = intColumn(mem, f.Type, nil, b.TokenID)
+		case ColAdvantage:
+			if b.Advantage == nil && n > 0 {
+				err = fmt.Errorf("no advantages given")
+				break
+			}
+			if b.AdvantageValid != nil && len(b.AdvantageValid) != n {
+				err = fmt.Errorf("%d validity flags for %d rows", len(b.AdvantageValid), n)
+				break
+			}
+			arr, err = floatColumn(mem, f.Type, b.Advantage, nil, b.AdvantageValid)
+		case ColOldLogprob:
+			if b.OldLogprob == nil && n > 0 {
+				err = fmt.Errorf("no old log-probabilities given")
+				break
+			}
+			if b.OldLogprobValid != nil && len(b.OldLogprobValid) != n {
+				err = fmt.Errorf("%d validity flags for %d rows", len(b.OldLogprobValid), n)
+				break
+			}
+			arr, err = floatColumn(mem, f.Type, nil, b.OldLogprob, b.OldLogprobValid)
+		case ColMask:
+			if (b.Mask == nil && n > 0) || f.Type.ID() != arrow.BOOL {
+				err = fmt.Errorf("want a mask and type bool")
+				break
+			}
+			arr = newBool(mem, b.Mask)
+		case ColStep, ColSequenceID, ColGroupID, ColPosition:
+			v64 := map[string][]int64{ColStep: cols.Step, ColSequenceID: cols.SequenceID, ColGroupID: cols.GroupID}[f.Name]
+			if n > 0 && ((f.Name == ColPosition && cols.Position == nil) || (f.Name != ColPosition && v64 == nil)) {
+				err = fmt.Errorf("no values given")
+				break
+			}
+			var v32 []int32
+			if f.Name == ColPosition {
+				v32 = cols.Position
+			}
+			arr, err = intColumn(mem, f.Type, v64, v32)
+		default:
+			extra, ok := cols.Extra[f.Name]
+			switch {
+			case !ok:
+				err = fmt.Errorf("no values given")
+			case !arrow.TypeEqual(extra.DataType(), f.Type):
+				err = fmt.Errorf("extra column has type %s; the schema says %s", extra.DataType(), f.Type)
+			case extra.Len() != n:
+				err = fmt.Errorf("extra column has %d values; want %d", extra.Len(), n)
+			default:
+				extra.Retain()
+				arr = extra
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("build input: column %s: %w", f.Name, err)
+		}
+		arrs = append(arrs, arr)
+	}
+	return array.NewRecord(schema, arrs, int64(n)), nil
+}
+
+// buildLogits copies l into a fixed_size_list, list or large_list column of type dt.
+func buildLogits(mem memory.Allocator, dt arrow.DataType, l *polarity.Logits) (arrow.Array, error) {
+	var elem arrow.DataType
+	switch t := dt.(type) {
+	case *arrow.FixedSizeListType:
+		if int(t.Len()) != l.V {
+			return nil, fmt.Errorf("schema has V=%d; the logits have V=%d", t.Len(), l.V)
+		}
+		elem = t.Elem()
+	case *arrow.ListType:
+		elem = t.Elem()
+	case *arrow.LargeListType:
+		elem = t.Elem()
+	default:
+		return nil, fmt.Errorf("type %s; want fixed_size_list, list or large_list", dt)
+	}
+	var child arrow.Array
+	switch {
+	case l.Dtype == polarity.Float32 && elem.ID() == arrow.FLOAT32:
+		child = newPrimitive(mem, elem, l.F32, nil)
+	case l.Dtype == polarity.Float16 && (elem.ID() == arrow.FLOAT16 || elem.ID() == arrow.UINT16),
+		l.Dtype == polarity.BFloat16 && elem.ID() == arrow.UINT16:
+		child = newPrimitive(mem, elem, l.Bits, nil)
+	default:
+		return nil, fmt.Errorf("%s logits cannot be stored as %s elements", l.Dtype, elem)
+	}
+	defer child.Release()
+	rows := l.Rows()
+	var buffers []*memory.Buffer
+	switch dt.(type) {
+	case *arrow.FixedSizeListType:
+		buffers = []*memory.Buffer{nil}
+	case *arrow.ListType:
+		if int64(rows)*int64(l.V) > math.MaxInt32 {
+			return nil, fmt.Errorf("%d×%d values overflow list<...>'s int32 offsets; use large_list", rows, l.V)
+		}
+		offs := make([]int32, rows+1)
+		for i := range offs {
+			offs[i] = int32(i * l.V)
+		}
+		o := newPrimitive(mem, arrow.PrimitiveTypes.Int32, offs, nil)
+		defer o.Release()
+		buffers = []*memory.Buffer{nil, o.Data().Buffers()[1]}
+	case *arrow.LargeListType:
+		offs := make([]int64, rows+1)
+		for i := range offs {
+			offs[i] = int64(i) * int64(l.V)
+		}
+		o := newPrimitive(mem, arrow.PrimitiveTypes.Int64, offs, nil)
+		defer o.Release()
+		buffers = []*memory.Buffer{nil, o.Data().Buffers()[1]}
+	}
+	data := array.NewData(dt, rows, buffers, []arrow.ArrayData{child.Data()}, 0, 0)
+	defer data.Release()
+	return array.MakeFromData(data), nil
+}
+
+// BuildOutput builds an output record for schema (from OutputSchema): the passthrough columns
+// (Batch.Passthrough) then the computed columns of r for batch b. weight nil means every weight
+// is 1; reweighted nil means w·A. polarity and reweighted_advantage are null for tokens without
+// an advantage. The caller releases the record.
+func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.Record, b *polarity.Batch,
+	r *polarity.Result, weight []float32, reweighted []float64) (arrow.Record, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	np := int(passthrough.NumCols())
+	if schema.NumFields() != np+len(outputColumns) {
+		return nil, fmt.Errorf("build output: schema has %d columns; want %d passthrough + %d computed",
+			schema.NumFields(), np, len(outputColumns))
+	}
+	for i := 0; i < np; i++ {
+		if got, want := passthrough.Column(i).DataType(), schema.Field(i).Type; !arrow.TypeEqual(got, want) {
+			return nil, fmt.Errorf("build output: passthrough column %d (%s) is %s; the schema says %s",
+				i, passthrough.ColumnName(i), got, want)
+		}
+	}
+	for i, name := range outputColumns {
+		if got := schema.Field(np + i).Name; got != name {
+			return nil, fmt.Errorf("build output: schema column %d is %s; want %s", np+i, got, name)
+		}
+	}
+	n := int(passthrough.NumRows())
+	check := func(what string, l int) error {
+		if l != n {
+			return fmt.Errorf("build output: %s has %d rows; the passthrough record has %d", what, l, n)
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		what string
+		l    int
+	}{
+		{"the batch", b.Rows()}, {"entropy", len(r.Entropy)}, {"logprob", len(r.Logprob)},
+		{"sampled_term", len(r.SampledTerm)}, {"correction", len(r.Correction)},
+		{"polarity_factor", len(r.PolarityFactor)}, {"polarity", len(r.Polarity)},
+		{"polarity validity", len(r.PolarityValid)}, {"predicted_dH", len(r.PredictedDeltaH)},
+	} {
+		if err := check(c.what, c.l); err != nil {
+			return nil, err
+		}
+	}
+	if weight != nil {
+		if err := check("weight", len(weight)); err != nil {
+			return nil, err
+		}
+	} else {
+		weight = make([]float32, n)
+		for i := range weight {
+			weight[i] = 1
+		}
+	}
+	if reweighted != nil {
+		if err := check("reweighted_advantage", len(reweighted)); err != nil {
+			return nil, err
+		}
+	}
+	hasA := make([]bool, n)
+	rw := make([]float32, n)
+	for i := range rw {
+		hasA[i] = b.HasAdvantage(i)
+		switch {
+		case !hasA[i]:
+		case reweighted != nil:
+			rw[i] = float32(reweighted[i])
+		default:
+			rw[i] = float32(float64(weight[i]) * b.Advantage[i])
+		}
+	}
+	f32 := arrow.PrimitiveTypes.Float32
+	arrs := make([]arrow.Array, 0, schema.NumFields())
+	defer func() { releaseAll(arrs) }()
+	for i := 0; i < np; i++ {
+		c := passthrough.Column(i)
+		c.Retain()
+		arrs = append(arrs, c)
+	}
+	arrs = append(arrs,
+		newPrimitive(mem, f32, r.Entropy, nil),
+		newPrimitive(mem, f32, r.Logprob, nil),
+		newPrimitive(mem, f32, r.SampledTerm, nil),
+		newPrimitive(mem, f32, r.Correction, nil),
+		newPrimitive(mem, f32, r.PolarityFactor, nil),
+		newPrimitive(mem, f32, r.Polarity, r.PolarityValid),
+		newPrimitive(mem, f32, r.PredictedDeltaH, nil),
+		newPrimitive(mem, f32, weight, nil),
+		newPrimitive(mem, f32, rw, hasA),
+	)
+	return array.NewRecord(schema, arrs, int64(n)), nil
+}
+
+// summaryRecord builds the per-step summary table; the caller releases it.
+func summaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
+	n := len(rows)
+	i64 := func(get func(*StepSummary) int64) arrow.Array {
+		v := make([]int64, n)
+		for i := range rows {
+			v[i] = get(&rows[i])
+		}
+		return newPrimitive(mem, arrow.PrimitiveTypes.Int64, v, nil)
+	}
+	f64 := func(get func(*StepSummary) float64) arrow.Array {
+		v := make([]float64, n)
+		for i := range rows {
+			v[i] = get(&rows[i])
+		}
+		return newPrimitive(mem, arrow.PrimitiveTypes.Float64, v, nil)
+	}
+	arrs := []arrow.Array{
+		i64(func(s *StepSummary) int64 { return s.Step }),
+		i64(func(s *StepSummary) int64 { return s.Tokens }),
+		f64(func(s *StepSummary) float64 { return s.MeanEntropy }),
+		f64(func(s *StepSummary) float64 { return s.EMAEntropy }),
+		f64(func(s *StepSummary) float64 { return s.Phase }),
+		f64(func(s *StepSummary) float64 { return s.ExpandingFraction }),
+		f64(func(s *StepSummary) float64 { return s.SumPositivePolarity }),
+		f64(func(s *StepSummary) float64 { return s.SumNegativePolarity }),
+		f64(func(s *StepSummary) float64 { return s.PredictedDeltaH }),
+		f64(func(s *StepSummary) float64 { return s.WeightMin }),
+		f64(func(s *StepSummary) float64 { return s.WeightMean }),
+		f64(func(s *StepSummary) float64 { return s.WeightMax }),
+	}
+	defer releaseAll(arrs)
+	return array.NewRecord(summarySchema, arrs, int64(n))
+}
