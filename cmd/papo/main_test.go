@@ -303,3 +303,107 @@ func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
 		t.Errorf("--device cuda: exit %d, stderr %s", code, stderr)
 	}
 }
+
+func TestReweightStateAcrossRuns(t *testing.T) {
+	dir := t.TempDir()
+	all := filepath.Join(dir, "all.arrow")
+	if code, _, stderr := runCLI(t, "gen", "-o", all, "--vocab", "500", "--tokens", "96", "--steps", "4", "--seed", "3"); code != 0 {
+		t.Fatalf("gen: %s", stderr)
+	}
+	// The same rollouts, cut in two files at a step boundary: steps 0–1 and 2–3.
+	first, second := filepath.Join(dir, "first.arrow"), filepath.Join(dir, "second.arrow")
+	splitBySteps(t, all, first, second, 2)
+	flags := []string{"--device", "cpu", "--quiet", "--phase-mode", "target", "--target-entropy", "2"}
+	whole := filepath.Join(dir, "whole.arrow")
+	code, _, stderr := runCLI(t, append([]string{"reweight", all, "-o", whole, "--state", filepath.Join(dir, "s1.json")}, flags...)...)
+	if code != 0 {
+		t.Fatalf("reweight: %s", stderr)
+	}
+	want := readColumns(t, whole, "step", "weight", "reweighted_advantage")
+	changed := 0
+	for _, w := range want["weight"] {
+		if !(w > 0) {
+			t.Fatalf("weight %v ≤ 0", w)
+		}
+		if w != 1 {
+			changed++
+		}
+	}
+	if changed == 0 {
+		t.Fatal("PAPO with entropy below its target changed no weight")
+	}
+
+	// Run 1 saves the state after steps 0–1; run 2, a new process in real life, resumes it.
+	state := filepath.Join(dir, "s2.json")
+	part1, part2 := filepath.Join(dir, "part1.arrow"), filepath.Join(dir, "part2.arrow")
+	for _, r := range [][2]string{{first, part1}, {second, part2}} {
+		if code, _, stderr := runCLI(t, append([]string{"reweight", r[0], "-o", r[1], "--state", state}, flags...)...); code != 0 {
+			t.Fatalf("reweight %s: %s", r[0], stderr)
+		}
+	}
+	got := readColumns(t, part1, "weight", "reweighted_advantage")
+	got2 := readColumns(t, part2, "weight", "reweighted_advantage")
+	for _, col := range []string{"weight", "reweighted_advantage"} {
+		joined := append(got[col], got2[col]...)
+		if len(joined) != len(want[col]) {
+			t.Fatalf("%s: %d rows after the restart, %d in one run", col, len(joined), len(want[col]))
+		}
+		for i := range joined {
+			if joined[i] != want[col][i] && !(math.IsNaN(joined[i]) && math.IsNaN(want[col][i])) {
+				t.Fatalf("%s row %d: %v after the restart, %v in one run", col, i, joined[i], want[col][i])
+			}
+		}
+	}
+	// Feeding steps the state has already seen is refused, and names the step.
+	code, _, stderr = runCLI(t, append([]string{"reweight", first, "-o", filepath.Join(dir, "again.arrow"), "--state", state}, flags...)...)
+	if code != 1 || !strings.Contains(stderr, "step 0") {
+		t.Fatalf("replaying steps 0–1 on a state at step 3: exit %d: %s", code, stderr)
+	}
+	// Other parameters against the saved state are refused unless --reset-state.
+	code, _, stderr = runCLI(t, "reweight", all, "-o", filepath.Join(dir, "other.arrow"), "--state", state, "--device", "cpu", "--quiet", "--lambda", "0.3", "--phase-mode", "target", "--target-entropy", "2")
+	if code == 0 || !strings.Contains(stderr, "lambda") {
+		t.Fatalf("changed λ against a saved state: exit %d: %s", code, stderr)
+	}
+}
+
+// splitBySteps copies the batches of in with step < cut to a, the others to b.
+func splitBySteps(t *testing.T, in, a, b string, cut int64) {
+	t.Helper()
+	mem := memory.DefaultAllocator
+	r, err := papoio.Open(in, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	wa, err := papoio.Create(a, r.Schema(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := papoio.Create(b, r.Schema(), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		batch := r.Batch()
+		first, last := batch.Step[0], batch.Step[len(batch.Step)-1]
+		if (first < cut) != (last < cut) {
+			t.Fatalf("batch %d spans the cut", batch.Index)
+		}
+		w := wb
+		if first < cut {
+			w = wa
+		}
+		if err := w.Write(batch.Record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
