@@ -291,7 +291,7 @@ func (r *Reader) openFile(ra *io.SectionReader) error {
 	return nil
 }
 
-func (r *Reader) openStream(src messages) error {
+func (r *Reader) openStream(src *streamMessages) error {
 	mr := newMessageReader(src, r.mem, r.limit)
 	var sr *ipc.Reader
 	err := guard(func() error {

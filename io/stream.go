@@ -22,27 +22,20 @@ func (e *errNoContinuation) Error() string {
 		"the stream is corrupt (or older than Arrow 0.15, which is not supported)", e.found)
 }
 
-// messages is the part of an ipc.MessageReader that differs between the stream and file forms:
-// next returns the next message's metadata flatbuffer and a function that reads its body into a
-// buffer; or io.EOF at a clean end.
-type messages interface {
-	next() (meta []byte, body func([]byte) error, err error)
-}
-
 // messageReader hands arrow-go's ipc.Reader one message at a time after checking it. It
 // replaces arrow-go's own message reader for three reasons: a stream cut inside a message is an
 // error (arrow-go v17 takes a cut right after a length prefix for a clean end), every flatbuffer
 // is verified (see flatbuf.go), and lengths are checked against the allocation limit before
 // anything is allocated.
 type messageReader struct {
-	src      messages
+	src      *streamMessages
 	mem      memory.Allocator
 	limit    int64
 	refCount atomic.Int64
 	msg      *ipc.Message
 }
 
-func newMessageReader(src messages, mem memory.Allocator, limit int64) *messageReader {
+func newMessageReader(src *streamMessages, mem memory.Allocator, limit int64) *messageReader {
 	m := &messageReader{src: src, mem: mem, limit: limit}
 	m.refCount.Store(1)
 	return m
@@ -88,8 +81,9 @@ func (m *messageReader) Message() (*ipc.Message, error) {
 	return m.msg, nil
 }
 
-// streamMessages reads the messages of an IPC stream in order. At a clean end (the end-of-stream
-// marker, or the end of the bytes exactly between two messages, which the format allows) next
+// streamMessages splits an IPC stream into messages: next returns a message's metadata
+// flatbuffer and a function that reads its body into a buffer. At a clean end (the end-of-stream
+// marker, or the end of the bytes exactly between two messages, which the format allows) it
 // returns io.EOF; a stream cut anywhere else is io.ErrUnexpectedEOF.
 type streamMessages struct {
 	r     io.Reader
