@@ -77,13 +77,7 @@ func NewWorkload(rows, v int, dtype polarity.Dtype, seed uint64) *Workload {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	w := &Workload{Params: polarity.DefaultParams()}
 	b := &w.Batch
-	b.Logits = polarity.Logits{Dtype: dtype, V: v}
-	n := rows * v
-	if dtype == polarity.Float32 {
-		b.Logits.F32 = make([]float32, n)
-	} else {
-		b.Logits.Bits = make([]uint16, n)
-	}
+	z := make([]float32, rows*v)
 	noise := make([]float32, 1<<16)
 	for i := range noise {
 		noise[i] = float32(3 * rng.NormFloat64())
@@ -92,22 +86,13 @@ func NewWorkload(rows, v int, dtype polarity.Dtype, seed uint64) *Workload {
 		off := rng.IntN(len(noise))
 		spike := rng.IntN(v)
 		for j := range v {
-			x := noise[(off+j)&(len(noise)-1)]
-			if j == spike {
-				x += 12
-			}
-			switch dtype {
-			case polarity.Float32:
-				b.Logits.F32[r*v+j] = x
-			case polarity.Float16:
-				b.Logits.Bits[r*v+j] = polarity.Float32ToFloat16(x)
-			case polarity.BFloat16:
-				b.Logits.Bits[r*v+j] = polarity.Float32ToBFloat16(x)
-			}
+			z[r*v+j] = noise[(off+j)&(len(noise)-1)]
 		}
+		z[r*v+spike] += 12
 		b.TokenID = append(b.TokenID, int32(spike))
 		b.Advantage = append(b.Advantage, rng.NormFloat64())
 	}
+	b.Logits = polarity.EncodeLogits(z, v, dtype)
 	return w
 }
 

@@ -81,21 +81,7 @@ func makeBatch(rng *rand.Rand, dt polarity.Dtype, V, rows int) *polarity.Batch {
 	for i := range rows {
 		fillRow(rng, z[i*V:(i+1)*V], i%4, dt)
 	}
-	b := &polarity.Batch{Logits: polarity.Logits{Dtype: dt, V: V}}
-	switch dt {
-	case polarity.Float32:
-		b.Logits.F32 = z
-	case polarity.Float16:
-		b.Logits.Bits = make([]uint16, len(z))
-		for j, x := range z {
-			b.Logits.Bits[j] = polarity.Float32ToFloat16(x)
-		}
-	default:
-		b.Logits.Bits = make([]uint16, len(z))
-		for j, x := range z {
-			b.Logits.Bits[j] = polarity.Float32ToBFloat16(x)
-		}
-	}
+	b := &polarity.Batch{Logits: polarity.EncodeLogits(z, V, dt)}
 	b.TokenID = make([]int32, rows)
 	b.Advantage = make([]float64, rows)
 	b.OldLogprob = make([]float32, rows)

@@ -91,3 +91,24 @@ func decodeFloat16Generic(dst []float32, src []uint16) {
 		dst[j] = math.Float32frombits(math.Float32bits(f) | uint32(h&0x8000)<<16)
 	}
 }
+
+// EncodeLogits stores row-major values z (rows of length v) as Logits of type dt, rounding to
+// the nearest float16 or bfloat16. Float32 logits share z.
+func EncodeLogits(z []float32, v int, dt Dtype) Logits {
+	l := Logits{Dtype: dt, V: v}
+	switch dt {
+	case Float32:
+		l.F32 = z
+	case Float16:
+		l.Bits = make([]uint16, len(z))
+		for j, x := range z {
+			l.Bits[j] = Float32ToFloat16(x)
+		}
+	case BFloat16:
+		l.Bits = make([]uint16, len(z))
+		for j, x := range z {
+			l.Bits[j] = Float32ToBFloat16(x)
+		}
+	}
+	return l
+}

@@ -4,31 +4,14 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
-	"time"
+
+	"github.com/entropy-polarity/papo/internal/testseed"
 )
 
-// testSeed is the seed of this package's internal randomized tests: $PAPO_SEED, else the clock;
-// logged when the test fails. (polaritytest.Seed does the same for the external tests; the
-// internal tests cannot import polaritytest.)
+// testSeed is the generator of this package's internal randomized tests (see testseed).
 func testSeed(t *testing.T) *rand.Rand {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("PAPO_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PAPO_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("seed %d: rerun with PAPO_SEED=%d", seed, seed)
-		}
-	})
-	return rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	return rand.New(rand.NewPCG(uint64(testseed.Seed(t)), 0x5eed))
 }
 
 // A float64 row kind for the internal tests (the engines' float32/16 table is polaritytest's).

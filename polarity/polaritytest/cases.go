@@ -157,21 +157,7 @@ func newCase(rng *rand.Rand, k rowKind, V int, dt polarity.Dtype, rows int) Case
 	for i := range rows {
 		k.fill(rng, z[i*V:(i+1)*V])
 	}
-	b := &polarity.Batch{Logits: polarity.Logits{Dtype: dt, V: V}}
-	switch dt {
-	case polarity.Float32:
-		b.Logits.F32 = z
-	case polarity.Float16:
-		b.Logits.Bits = make([]uint16, len(z))
-		for j, x := range z {
-			b.Logits.Bits[j] = polarity.Float32ToFloat16(x)
-		}
-	case polarity.BFloat16:
-		b.Logits.Bits = make([]uint16, len(z))
-		for j, x := range z {
-			b.Logits.Bits[j] = polarity.Float32ToBFloat16(x)
-		}
-	}
+	b := &polarity.Batch{Logits: polarity.EncodeLogits(z, V, dt)}
 
 	// Column layouts: every optional column present (with nulls), or absent.
 	withAdv := rng.IntN(5) != 0

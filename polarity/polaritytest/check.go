@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/entropy-polarity/papo/internal/testseed"
 	"github.com/entropy-polarity/papo/polarity"
 )
 
@@ -87,23 +85,7 @@ func RowTolerance(st polarity.RowStats64, want polarity.RowOutputs, b *polarity.
 
 // Seed is the seed of a randomized test: $PAPO_SEED when set, else the clock. It is logged if
 // the test fails, so that PAPO_SEED reproduces the run.
-func Seed(t testing.TB) int64 {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("PAPO_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PAPO_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("seed %d: rerun with PAPO_SEED=%d", seed, seed)
-		}
-	})
-	return seed
-}
+func Seed(t testing.TB) int64 { t.Helper(); return testseed.Seed(t) }
 
 // Rand is the generator CheckEngine and the package's tests draw from for a seed.
 func Rand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15)) }
