@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/entropy-polarity/papo/polarity"
 )
 
 // TestPassthroughDoesNotPinLogits keeps every batch's passthrough record, as the pipeline does
 // for a training step, and checks that the logits are freed anyway: the kept memory must be a
-// small fraction of the logits read. (arrow-go v17 copies each buffer out of the message body,
-// so sharing columns is safe today; this guards the pipeline against a zero-copy reader.)
+// small fraction of the logits read (the reader's columns are zero-copy slices of the message
+// body, so Passthrough must copy).
 func TestPassthroughDoesNotPinLogits(t *testing.T) {
 	const v, rows, batches = 4096, 64, 6
 	build := memory.NewGoAllocator()

@@ -8,8 +8,8 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/apache/arrow/go/v17/arrow/ipc"
-	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 const continuation = 0xFFFFFFFF

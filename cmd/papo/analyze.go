@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
