@@ -3,8 +3,9 @@
 //
 // Readers accept the Arrow IPC file and stream formats (auto-detected from the first bytes; an
 // IPC file arriving through a pipe is spooled to a temporary file) and yield one record batch
-// at a time, so memory stays bounded whatever the input size: about twice the largest batch,
-// because arrow-go v17 copies each buffer out of the message it read. Each Batch views its
+// at a time, so memory stays bounded whatever the input size: about one batch, since arrow-go
+// v18's columns are zero-copy views of the message body (which is also why Batch.Passthrough
+// copies the small columns a caller keeps). Each Batch views its
 // record as a polarity.Batch without copying the logits (float32 values, or float16 and
 // bfloat16 bits).
 //

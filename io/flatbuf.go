@@ -7,7 +7,7 @@ import (
 
 // A small flatbuffers verifier for the Arrow IPC metadata (Message.fbs, Schema.fbs, File.fbs).
 //
-// arrow-go v17 trusts metadata: a corrupt vector length in a schema becomes make([]T, n) with n
+// arrow-go trusts metadata: a corrupt vector length in a schema becomes make([]T, n) with n
 // up to 2³², which the Go runtime answers with a fatal "out of memory" that no recover catches.
 // Every message is therefore checked here before arrow-go sees it: each table, vector and string
 // that arrow-go reads must lie inside the buffer. Values are not checked (arrow-go and the

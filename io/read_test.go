@@ -287,7 +287,7 @@ func TestEmptyInputs(t *testing.T) {
 }
 
 // TestFixedShapeTensor reads logits stored as the arrow.fixed_shape_tensor extension, which
-// arrow-go v17 does not register: the field arrives as its fixed_size_list storage with the
+// arrow-go v18 does not register: the field arrives as its fixed_size_list storage with the
 // extension's field metadata.
 func TestFixedShapeTensor(t *testing.T) {
 	const v = 6

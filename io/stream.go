@@ -24,7 +24,7 @@ func (e *errNoContinuation) Error() string {
 
 // messageReader hands arrow-go's ipc.Reader one message at a time after checking it. It
 // replaces arrow-go's own message reader for three reasons: a stream cut inside a message is an
-// error (arrow-go v17 takes a cut right after a length prefix for a clean end), every flatbuffer
+// error (arrow-go takes a cut right after a length prefix for a clean end), every flatbuffer
 // is verified (see flatbuf.go), and lengths are checked against the allocation limit before
 // anything is allocated.
 type messageReader struct {

@@ -15,7 +15,7 @@ const maxNesting = 64
 
 // validateData checks that an array's buffers are long enough for its length and offset, and that
 // every offset, view, dictionary index, union type code and run end stays inside the data it
-// points into. arrow-go v17 reads IPC buffers without these checks, and its accessors index the
+// points into. arrow-go reads IPC buffers without these checks, and its accessors index the
 // buffers without bounds checks of their own, so a corrupt input would panic far from where it
 // was read (in a writer of the passthrough columns, say). Every layout of the Arrow format is
 // covered; values that the format leaves undefined (the offsets of a null list-view row, the
