@@ -62,15 +62,7 @@ func TestConfigValidate(t *testing.T) {
 			c := DefaultConfig()
 			tc.edit(&c)
 			err := c.Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Errorf("got %v, want valid", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error containing %q", err, tc.want)
-			}
+			checkErr(t, err, tc.want)
 		})
 	}
 	// Several problems are reported together.
@@ -165,5 +157,19 @@ func TestLoadConfig(t *testing.T) {
 	c := DefaultConfig()
 	if err := LoadConfig(filepath.Join(dir, "absent.toml"), &c); err == nil || !strings.Contains(err.Error(), "absent.toml") {
 		t.Errorf("missing file: got %v, want an error naming it", err)
+	}
+}
+
+// checkErr checks a validation result: want "" means valid, else an error containing want.
+func checkErr(t *testing.T, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Errorf("got %v, want valid", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want an error containing %q", err, want)
 	}
 }

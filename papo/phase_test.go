@@ -182,15 +182,7 @@ func TestPhaseConfigValidate(t *testing.T) {
 			p := ok
 			tc.edit(&p)
 			err := p.Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Errorf("got %v, want valid", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error containing %q", err, tc.want)
-			}
+			checkErr(t, err, tc.want)
 		})
 	}
 	if err := target.Validate(); err != nil {
