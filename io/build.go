@@ -407,6 +407,7 @@ func summaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
 		f64(func(s *StepSummary) float64 { return s.SumPositivePolarity }),
 		f64(func(s *StepSummary) float64 { return s.SumNegativePolarity }),
 		f64(func(s *StepSummary) float64 { return s.PredictedDeltaH }),
+		f64(func(s *StepSummary) float64 { return s.ReweightedPredictedDeltaH }),
 		f64(func(s *StepSummary) float64 { return s.WeightMin }),
 		f64(func(s *StepSummary) float64 { return s.WeightMean }),
 		f64(func(s *StepSummary) float64 { return s.WeightMax }),

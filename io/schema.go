@@ -446,10 +446,13 @@ type StepSummary struct {
 	ExpandingFraction   float64
 	SumPositivePolarity float64
 	SumNegativePolarity float64
-	PredictedDeltaH     float64
-	WeightMin           float64
-	WeightMean          float64
-	WeightMax           float64
+	PredictedDeltaH     float64 // Σ predicted ΔH with the input advantages
+	// ReweightedPredictedDeltaH is Σ predicted ΔH with the reweighted advantages (Σ w·ΔĤ):
+	// compared with PredictedDeltaH it shows which way the reweighting moves entropy.
+	ReweightedPredictedDeltaH float64
+	WeightMin                 float64
+	WeightMean                float64
+	WeightMax                 float64
 }
 
 var summarySchema = arrow.NewSchema([]arrow.Field{
@@ -462,6 +465,7 @@ var summarySchema = arrow.NewSchema([]arrow.Field{
 	{Name: "sum_positive_polarity", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "sum_negative_polarity", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "predicted_dH", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "reweighted_predicted_dH", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "weight_min", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "weight_mean", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "weight_max", Type: arrow.PrimitiveTypes.Float64},

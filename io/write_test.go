@@ -487,7 +487,7 @@ func TestWriteSummary(t *testing.T) {
 		{Step: 4, Tokens: 7},
 	}
 	wantHeader := "step tokens mean_entropy ema_entropy phase expanding_fraction sum_positive_polarity " +
-		"sum_negative_polarity predicted_dH weight_min weight_mean weight_max"
+		"sum_negative_polarity predicted_dH reweighted_predicted_dH weight_min weight_mean weight_max"
 	dir := t.TempDir()
 	for _, ext := range allExtensions {
 		t.Run(ext, func(t *testing.T) {

@@ -196,18 +196,19 @@ func (p *pipeline) stepTokens() *papo.StepTokens {
 func (p *pipeline) summary(sr papo.StepResult) papoio.StepSummary {
 	s := &p.stats
 	return papoio.StepSummary{
-		Step:                p.cur,
-		Tokens:              s.Tokens,
-		MeanEntropy:         s.MeanEntropy(),
-		EMAEntropy:          sr.EMA,
-		Phase:               sr.Phase,
-		ExpandingFraction:   s.ExpandingFraction(),
-		SumPositivePolarity: s.SumPositiveP,
-		SumNegativePolarity: s.SumNegativeP,
-		PredictedDeltaH:     s.SumDeltaH,
-		WeightMin:           sr.WeightMin,
-		WeightMean:          sr.WeightMean,
-		WeightMax:           sr.WeightMax,
+		Step:                      p.cur,
+		Tokens:                    s.Tokens,
+		MeanEntropy:               s.MeanEntropy(),
+		EMAEntropy:                sr.EMA,
+		Phase:                     sr.Phase,
+		ExpandingFraction:         s.ExpandingFraction(),
+		SumPositivePolarity:       s.SumPositiveP,
+		SumNegativePolarity:       s.SumNegativeP,
+		PredictedDeltaH:           s.SumDeltaH,
+		ReweightedPredictedDeltaH: sr.SumWeightedPredictedDeltaH,
+		WeightMin:                 sr.WeightMin,
+		WeightMean:                sr.WeightMean,
+		WeightMax:                 sr.WeightMax,
 	}
 }
 

@@ -13,7 +13,7 @@ func printSummary(w io.Writer, rows []papoio.StepSummary, reweight bool, method 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "step\ttokens\tmean H\tEMA H\tphase φ\texpanding\tΣP>0\tΣP<0\tΣ pred ΔH\t"
 	if reweight {
-		head += "w min\tw mean\tw max\t"
+		head += "Σ w·ΔH\tw min\tw mean\tw max\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, s := range rows {
@@ -21,7 +21,7 @@ func printSummary(w io.Writer, rows []papoio.StepSummary, reweight bool, method 
 			s.Step, s.Tokens, s.MeanEntropy, s.EMAEntropy, s.Phase, 100*s.ExpandingFraction,
 			s.SumPositivePolarity, s.SumNegativePolarity, s.PredictedDeltaH)
 		if reweight {
-			fmt.Fprintf(tw, "%.3f\t%.3f\t%.3f\t", s.WeightMin, s.WeightMean, s.WeightMax)
+			fmt.Fprintf(tw, "%+.4g\t%.3f\t%.3f\t%.3f\t", s.ReweightedPredictedDeltaH, s.WeightMin, s.WeightMean, s.WeightMax)
 		}
 		fmt.Fprintln(tw)
 	}
