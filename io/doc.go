@@ -3,9 +3,9 @@
 //
 // Readers accept the Arrow IPC file and stream formats (auto-detected from the first bytes; an
 // IPC file arriving through a pipe is spooled to a temporary file) and yield one record batch
-// at a time, so memory stays bounded whatever the input size: about one batch, since arrow-go
-// v18's columns are zero-copy views of the message body (which is also why Batch.Passthrough
-// copies the small columns a caller keeps). Each Batch views its
+// at a time, so memory is bounded by the batches in flight, not by the input's size. Columns are
+// zero-copy views of the message body (arrow-go v18), which is why Batch.Passthrough copies the
+// small columns a caller keeps. Each Batch views its
 // record as a polarity.Batch without copying the logits (float32 values, or float16 and
 // bfloat16 bits).
 //

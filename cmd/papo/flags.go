@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"strings"
 )
 
 var errHelp = errors.New("help requested")
@@ -47,10 +46,6 @@ func flagSet(name, synopsis string) *flag.FlagSet {
 // flagWasSet reports whether the user gave flag name on the command line.
 func flagWasSet(fs *flag.FlagSet, name string) bool {
 	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name || strings.TrimLeft(f.Name, "-") == name {
-			set = true
-		}
-	})
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
