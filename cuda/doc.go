@@ -5,7 +5,9 @@
 //
 // The engine owns one CUDA context on one locked OS thread; every CUDA call runs on that
 // thread, fed by a channel. The module (kernels.PTX) and its three kernels (float32, float16,
-// bfloat16 logits) are loaded once. A batch is cut into chunks of rows of at most
+// bfloat16 logits) are loaded once. The batch pipeline is package cuda/pipeline, which this
+// package drives through a thin pipeline.Driver on gorgonia.org/cu (cudriver.go), and which
+// its tests run on a simulated device on any host. A batch is cut into chunks of rows of at most
 // Options.ChunkBytes of logits; each chunk is copied by parallel goroutines from the batch into
 // one of two pinned staging buffers, sent to the device on a copy stream, and computed on a
 // compute stream that also copies its 32 bytes per row of results back. The two slots of

@@ -23,12 +23,11 @@ static const char *pp_result_string(int r) {
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"unsafe"
 
-	"github.com/entropy-polarity/papo/cuda/fallback"
+	"github.com/entropy-polarity/papo/cuda/pipeline"
 
 	// Initialised before gorgonia.org/cu (import path order): exits with a clear message on a
 	// host without a device instead of cu's generic exit 1. See package guard.
@@ -70,51 +69,15 @@ func result(r C.CUresult) error {
 	return newDriverError(int(r))
 }
 
-// deviceError wraps the failure of the CUDA call op on device label.
-func deviceError(label, op string, err error) *fallback.DeviceError {
-	err = asDriverError(err)
-	de := &fallback.DeviceError{Device: label, Op: op, Err: err}
-	var d *driverError
-	if errors.As(err, &d) {
-		de.Sticky = isSticky(d.Code)
-	}
-	return de
-}
-
-// isOutOfMemory reports CUDA_ERROR_OUT_OF_MEMORY.
-func isOutOfMemory(err error) bool {
-	d, ok := asDriverError(err).(*driverError)
-	return ok && d.Code == C.CUDA_ERROR_OUT_OF_MEMORY
-}
-
-// pinned is page-locked host memory from cuMemHostAlloc (gorgonia.org/cu wraps only its
-// release), which the copy engines read and write directly, so copies to and from it run at
-// full PCIe speed and asynchronously. One owner frees it.
-type pinned struct {
-	ptr unsafe.Pointer
-	n   int64
-}
-
-func allocPinned(n int64) (pinned, error) {
+// allocPinned is n bytes of page-locked host memory from cuMemHostAlloc (gorgonia.org/cu wraps
+// only its release), which the copy engines read and write directly, so copies to and from it
+// run at full PCIe speed and asynchronously.
+func allocPinned(n int64) (pipeline.Pinned, error) {
 	var p unsafe.Pointer
 	if err := result(C.cuMemHostAlloc(&p, C.size_t(n), 0)); err != nil {
-		return pinned{}, err
+		return pipeline.Pinned{}, err
 	}
-	return pinned{ptr: p, n: n}, nil
+	return pipeline.Pinned{Ptr: p, N: n}, nil
 }
 
-func (h *pinned) free() error {
-	if h.ptr == nil {
-		return nil
-	}
-	err := result(C.cuMemFreeHost(h.ptr))
-	*h = pinned{}
-	return err
-}
-
-func (h pinned) bytes(n int64) []byte {
-	if n > h.n {
-		panic(fmt.Sprintf("cuda: %d bytes of a %d-byte pinned buffer", n, h.n))
-	}
-	return unsafe.Slice((*byte)(h.ptr), n)
-}
+func freePinned(h pipeline.Pinned) error { return result(C.cuMemFreeHost(h.Ptr)) }

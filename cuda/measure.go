@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/cu"
 
+	"github.com/entropy-polarity/papo/cuda/pipeline"
 	"github.com/entropy-polarity/papo/kernels"
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -63,14 +64,17 @@ func timeReps(stream cu.Stream, reps int, op func() error) (Timing, error) {
 	return Timing{Reps: reps, Min: times[0], Median: times[reps/2]}, nil
 }
 
+// computeStream is the engine's compute stream (on the context thread).
+func (e *Engine) computeStream() cu.Stream { return e.drv.stream(e.pipe.ComputeStream()) }
+
 // MeasureCopy times reps device-to-device copies of n bytes (after one warm-up copy). A copy
 // reads and writes each byte once, so the device memory bandwidth it reaches is 2n/time: the
 // roofline the kernel's read bandwidth is compared with.
 func (e *Engine) MeasureCopy(n int64, reps int) (Timing, error) {
 	var t Timing
 	err := e.do(func() error {
-		if e.broken != nil {
-			return e.broken
+		if err := e.pipe.Broken(); err != nil {
+			return err
 		}
 		src, err := cu.MemAlloc(n)
 		if err != nil {
@@ -91,7 +95,7 @@ func (e *Engine) MeasureCopy(n int64, reps int) (Timing, error) {
 			return e.fail("cuCtxSynchronize", err)
 		}
 		copyOnce := func() error {
-			if err := cu.MemcpyDtoDAsync(dst, src, n, e.computeStream); err != nil {
+			if err := cu.MemcpyDtoDAsync(dst, src, n, e.computeStream()); err != nil {
 				return e.fail(fmt.Sprintf("cuMemcpyDtoDAsync(%d B)", n), err)
 			}
 			return nil
@@ -99,7 +103,7 @@ func (e *Engine) MeasureCopy(n int64, reps int) (Timing, error) {
 		if err := copyOnce(); err != nil {
 			return err
 		}
-		t, err = timeReps(e.computeStream, max(reps, 1), copyOnce)
+		t, err = timeReps(e.computeStream(), max(reps, 1), copyOnce)
 		return err
 	})
 	return t, err
@@ -123,13 +127,13 @@ func (e *Engine) MeasureKernel(b *polarity.Batch, p polarity.Params, reps int, o
 	out.Resize(n)
 	var t Timing
 	err := e.do(func() error {
-		if e.broken != nil {
-			return e.broken
+		if err := e.pipe.Broken(); err != nil {
+			return err
 		}
-		src := logitsBytes(&b.Logits)
+		src := pipeline.LogitsBytes(&b.Logits)
 		rows := make([]kernels.RowIn, n)
 		kernels.PackRows(b, 0, rows)
-		res := make([]byte, int64(n)*outRowBytes)
+		res := make([]byte, int64(n)*pipeline.OutRowBytes)
 		var bufs []cu.DevicePtr
 		defer func() {
 			for _, d := range bufs {
@@ -169,7 +173,8 @@ func (e *Engine) MeasureKernel(b *polarity.Batch, p polarity.Params, reps int, o
 		}
 		dt := b.Logits.Dtype
 		launch := func() error {
-			if err := e.launch(dt, dLogits, int64(b.Logits.V), int64(n), dRowIn, p, dOut, e.computeStream); err != nil {
+			l := launchOf(dt, dLogits, int64(b.Logits.V), int64(n), dRowIn, p, dOut)
+			if err := e.drv.Launch(l, e.pipe.ComputeStream()); err != nil {
 				return e.fail(fmt.Sprintf("cuLaunchKernel(%s, %d blocks)", kernels.Kernels[dt], n), err)
 			}
 			return nil
@@ -177,14 +182,14 @@ func (e *Engine) MeasureKernel(b *polarity.Batch, p polarity.Params, reps int, o
 		if err := launch(); err != nil {
 			return err
 		}
-		if t, err = timeReps(e.computeStream, max(reps, 1), launch); err != nil {
+		if t, err = timeReps(e.computeStream(), max(reps, 1), launch); err != nil {
 			return e.fail("timing the kernel", err)
 		}
 		if err := cu.MemcpyDtoH(unsafe.Pointer(unsafe.SliceData(res)), dOut, int64(len(res))); err != nil {
 			return e.fail("cuMemcpyDtoH(results)", err)
 		}
 		cols := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(res))), kernels.OutColumns*n)
-		status := unsafe.Slice((*int32)(unsafe.Pointer(&res[4*kernels.OutColumns*n])), n)
+		status := unsafe.Slice((*int32)(unsafe.Pointer(&res[pipeline.StatusOffset(int64(n))])), n)
 		return kernels.Unpack(b, p, 0, cols, status, out)
 	})
 	return t, err

@@ -165,10 +165,6 @@ func (e *Engine) Compute(ctx context.Context, b *polarity.Batch, p polarity.Para
 	}
 	rows := make([]kernels.RowIn, n)
 	kernels.PackRows(b, 0, rows)
-	natural := C.longlong(0)
-	if p.NaturalGradient {
-		natural = 1
-	}
 	var first error
 	for lo := 0; lo < n; lo += hostChunkRows {
 		if err := ctx.Err(); err != nil {
@@ -182,18 +178,30 @@ func (e *Engine) Compute(ctx context.Context, b *polarity.Batch, p polarity.Para
 			return errors.New("hostref: out of memory")
 		}
 		copy(unsafe.Slice((*byte)(buf), len(raw)), raw)
-		cols := make([]float32, kernels.OutColumns*m)
-		status := make([]int32, m)
-		C.pp_host_rows(C.int(b.Logits.Dtype), buf, C.longlong(b.Logits.V), C.longlong(m),
-			(*C.pp_row_in)(unsafe.Pointer(&rows[lo])), C.double(p.Temperature), C.double(p.LR),
-			C.double(p.ClipLow), C.double(p.ClipHigh), natural,
-			(*C.float)(unsafe.Pointer(&cols[0])), (*C.int32_t)(unsafe.Pointer(&status[0])), 1)
+		res := make([]float32, (kernels.OutColumns+1)*m) // the columns, then the statuses
+		Launch(b.Logits.Dtype, buf, int64(b.Logits.V), int64(m), unsafe.Pointer(&rows[lo]), p, unsafe.Pointer(&res[0]))
+		cols := res[:kernels.OutColumns*m]
+		status := unsafe.Slice((*int32)(unsafe.Pointer(&res[kernels.OutColumns*m])), m)
 		C.free(buf)
 		if err := kernels.Unpack(b, p, lo, cols, status, out); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// Launch is one launch of the kernel for dtype dt run on the host, over memory laid out as on
+// the device: rows rows of V logits at logits (from a 16-byte-aligned base), the row inputs
+// (kernels.RowIn) at rowIn, and the outputs at out: kernels.OutColumns columns of rows float32,
+// then rows int32 statuses. The pipeline tests' simulated device runs its launches with it.
+func Launch(dt polarity.Dtype, logits unsafe.Pointer, V, rows int64, rowIn unsafe.Pointer, p polarity.Params, out unsafe.Pointer) {
+	natural := C.longlong(0)
+	if p.NaturalGradient {
+		natural = 1
+	}
+	C.pp_host_rows(C.int(dt), logits, C.longlong(V), C.longlong(rows), (*C.pp_row_in)(rowIn),
+		C.double(p.Temperature), C.double(p.LR), C.double(p.ClipLow), C.double(p.ClipHigh), natural,
+		(*C.float)(out), (*C.int32_t)(unsafe.Add(out, 4*kernels.OutColumns*rows)), 1)
 }
 
 // cLayout reports sizeof(pp_row_in) and the offsets of its fields (adv, old_logprob, token,
