@@ -47,6 +47,9 @@ go test -count=1 ./kernels/ ./cuda/...
 
 step "kernel memory walk under AddressSanitizer (no read past a batch's logits)"
 go test -asan -count=1 -run 'TestKernelArithmetic|TestRowStateAlignment' ./cuda/hostref/
+# polarity.cu itself, run by the host emulator: -asan instruments only C, so the C++ gets the flag
+# here.
+CGO_CXXFLAGS="-O2 -g -fsanitize=address" go test -asan -count=1 ./cuda/kernelemu/
 
 step "papo-cuda probe"
 set +e

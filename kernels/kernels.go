@@ -26,6 +26,13 @@ var PTX string
 //go:embed polarity_row.cuh
 var RowHeader string
 
+// Source is polarity.cu, the kernels themselves. Package cuda/kernelemu compiles it for the host
+// by #include from this directory, which cmd/go does not track; it imports this package, so
+// that editing polarity.cu still rebuilds it.
+//
+//go:embed polarity.cu
+var Source string
+
 // Kernel entry points in PTX, one per logits dtype, indexed like polarity.Dtype (float32,
 // float16, bfloat16). All take the same parameters, each 8 bytes wide:
 //

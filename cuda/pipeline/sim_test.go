@@ -15,8 +15,9 @@ package pipeline_test
 //     and the copy (the host staged the next chunk too early); a device-to-host copy fills its
 //     destination with NaN bytes at the call, so a host that reads results before the copy has
 //     finished reads NaN.
-//   - Launches run the kernel's arithmetic compiled for the host (hostref.Launch) on
-//     256-byte-aligned memory, as the device lays out its allocations.
+//   - Launches run polarity.cu itself on the host (kernelemu.LaunchShuffled: a random grid of
+//     at most 8 blocks, threads in a random order) on 256-byte-aligned memory, as the device
+//     lays out its allocations.
 //   - Failures: call number failCall returns failErr (a sticky error also loses the context, so
 //     every later call fails); work operation number failExec fails asynchronously (the context
 //     is lost and the error comes back from the next call, as CUDA reports a faulting kernel);
@@ -31,7 +32,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/entropy-polarity/papo/cuda/hostref"
+	"github.com/entropy-polarity/papo/cuda/kernelemu"
 	"github.com/entropy-polarity/papo/cuda/pipeline"
 	"github.com/entropy-polarity/papo/kernels"
 )
@@ -471,6 +472,9 @@ func (d *sim) Launch(l pipeline.Launch, s pipeline.Stream) error {
 	if err != nil {
 		return err
 	}
+	// Fewer blocks than rows, so that the kernel's grid-stride loop runs; the block's threads
+	// in a random order.
+	grid, seed := int(min(l.Rows, 1+d.rng.Int64N(8))), d.rng.Uint64()|1
 	d.enqueue(st, op, []use{{lb, false}, {rb, false}, {ob, true}}, nil, func() {
 		// The kernel reads the sampled token's logit at the token id: an id out of range (row
 		// inputs not yet copied) is an illegal address on the device, a crash on the host.
@@ -485,7 +489,15 @@ func (d *sim) Launch(l pipeline.Launch, s pipeline.Stream) error {
 				return
 			}
 		}
-		hostref.Launch(l.Dtype, unsafe.Pointer(&lmem[0]), l.V, l.Rows, unsafe.Pointer(&rmem[0]), l.Params, unsafe.Pointer(&omem[0]))
+		err := kernelemu.LaunchShuffled(l.Dtype, unsafe.Pointer(&lmem[0]), l.V, l.Rows, unsafe.Pointer(&rmem[0]), l.Params, unsafe.Pointer(&omem[0]), grid, seed)
+		if err != nil {
+			d.mu.Lock()
+			d.hazard("%s: %v", op, err)
+			if d.lost == nil {
+				d.lost = errIllegal
+			}
+			d.mu.Unlock()
+		}
 	})
 	return nil
 }
