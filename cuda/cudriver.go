@@ -77,22 +77,14 @@ func (d *cuDriver) CopyDtoH(dst unsafe.Pointer, src pipeline.DevicePtr, n int64,
 }
 
 // Launch queues the kernel for l.Dtype, one block per row. gorgonia.org/cu copies every
-// parameter as 8 bytes: each is a pointer, an int64 or a float64, in polarity.cu's order.
+// parameter as 8 bytes, which l.Args are.
 func (d *cuDriver) Launch(l pipeline.Launch, s pipeline.Stream) error {
-	logits, rowIn, out := cu.DevicePtr(l.Logits), cu.DevicePtr(l.RowIn), cu.DevicePtr(l.Out)
-	status := out + cu.DevicePtr(pipeline.StatusOffset(l.Rows))
-	V, rows := l.V, l.Rows
-	tau, lr, clipLow, clipHigh := l.Params.Temperature, l.Params.LR, l.Params.ClipLow, l.Params.ClipHigh
-	natural := int64(0)
-	if l.Params.NaturalGradient {
-		natural = 1
+	words := l.Args()
+	args := make([]unsafe.Pointer, len(words))
+	for i := range words {
+		args[i] = unsafe.Pointer(&words[i])
 	}
-	args := []unsafe.Pointer{
-		unsafe.Pointer(&logits), unsafe.Pointer(&V), unsafe.Pointer(&rows), unsafe.Pointer(&rowIn),
-		unsafe.Pointer(&tau), unsafe.Pointer(&lr), unsafe.Pointer(&clipLow), unsafe.Pointer(&clipHigh),
-		unsafe.Pointer(&natural), unsafe.Pointer(&out), unsafe.Pointer(&status),
-	}
-	return asDriverError(d.fns[l.Dtype].Launch(int(rows), 1, 1, kernels.BlockThreads, 1, 1, 0, d.stream(s), args))
+	return asDriverError(d.fns[l.Dtype].Launch(int(l.Rows), 1, 1, kernels.BlockThreads, 1, 1, 0, d.stream(s), args))
 }
 
 func (d *cuDriver) Record(e pipeline.Event, s pipeline.Stream) error {

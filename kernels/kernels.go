@@ -43,6 +43,10 @@ var Source string
 // correction, polarity factor, polarity, predicted ΔH) and status one int32 per row.
 var Kernels = [3]string{"polarity_rows_f32", "polarity_rows_f16", "polarity_rows_bf16"}
 
+// ParamTypes are the PTX types of the kernels' parameters, in order (the tests check them
+// against polarity.ptx): u64 for pointers and int64, f64 for float64.
+var ParamTypes = [11]string{"u64", "u64", "u64", "u64", "f64", "f64", "f64", "f64", "u64", "u64", "u64"}
+
 // The launch shape and the layouts shared with polarity_row.cuh (the tests check that the two
 // agree).
 const (

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
+	"github.com/entropy-polarity/papo/kernels"
 	"github.com/entropy-polarity/papo/polarity"
 )
 
@@ -40,6 +42,23 @@ type Launch struct {
 	RowIn   DevicePtr
 	Params  polarity.Params
 	Out     DevicePtr
+}
+
+// Args are the kernel's parameters for l as the 8-byte words a launch passes, in polarity.cu's
+// order (kernels.ParamTypes): logits, V, rows, row inputs, τ, learning rate, clip low, clip
+// high, natural gradient (0 or 1), outputs, statuses (the outputs' address plus
+// StatusOffset(rows)).
+func (l Launch) Args() [len(kernels.ParamTypes)]uint64 {
+	natural := uint64(0)
+	if l.Params.NaturalGradient {
+		natural = 1
+	}
+	return [...]uint64{
+		uint64(l.Logits), uint64(l.V), uint64(l.Rows), uint64(l.RowIn),
+		math.Float64bits(l.Params.Temperature), math.Float64bits(l.Params.LR),
+		math.Float64bits(l.Params.ClipLow), math.Float64bits(l.Params.ClipHigh),
+		natural, uint64(l.Out), uint64(l.Out) + uint64(StatusOffset(l.Rows)),
+	}
 }
 
 // Driver is what the pipeline needs of a device: memory, asynchronous copies and launches on

@@ -15,7 +15,8 @@ package pipeline_test
 //     and the copy (the host staged the next chunk too early); a device-to-host copy fills its
 //     destination with NaN bytes at the call, so a host that reads results before the copy has
 //     finished reads NaN.
-//   - Launches run polarity.cu itself on the host (kernelemu.LaunchShuffled: a random grid of
+//   - Launches pass through their 8-byte parameter words (pipeline.Launch.Args), as the driver
+//     passes them to the kernel, and run polarity.cu itself on the host (kernelemu.LaunchShuffled: a random grid of
 //     at most 8 blocks, threads in a random order) on 256-byte-aligned memory, as the device
 //     lays out its allocations.
 //   - Failures: call number failCall returns failErr (a sticky error also loses the context, so
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -35,6 +37,7 @@ import (
 	"github.com/entropy-polarity/papo/cuda/kernelemu"
 	"github.com/entropy-polarity/papo/cuda/pipeline"
 	"github.com/entropy-polarity/papo/kernels"
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 // simError is an error of the simulated driver.
@@ -455,11 +458,27 @@ func (d *sim) Launch(l pipeline.Launch, s pipeline.Stream) error {
 	if err != nil {
 		return err
 	}
-	if l.Rows <= 0 || l.V <= 0 || int(l.Dtype) >= len(kernels.Kernels) {
+	if int(l.Dtype) >= len(kernels.Kernels) {
+		return errInvalid
+	}
+	// The kernel sees the launch only as its 8-byte parameter words (kernels.ParamTypes).
+	w := l.Args()
+	f := math.Float64frombits
+	l = pipeline.Launch{
+		Dtype: l.Dtype, Logits: pipeline.DevicePtr(w[0]), V: int64(w[1]), Rows: int64(w[2]),
+		RowIn:  pipeline.DevicePtr(w[3]),
+		Params: polarity.Params{Temperature: f(w[4]), LR: f(w[5]), ClipLow: f(w[6]), ClipHigh: f(w[7]), NaturalGradient: w[8] != 0},
+		Out:    pipeline.DevicePtr(w[9]),
+	}
+	if l.Rows <= 0 || l.V <= 0 || w[8] > 1 {
 		return errInvalid
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if w[10] != w[9]+uint64(pipeline.StatusOffset(l.Rows)) { // kernelemu writes them there
+		d.hazard("%s: the statuses' address %#x is not after the outputs' columns at %#x", op, w[10], w[9])
+		return errInvalid
+	}
 	lb, lmem, err := d.devRange(l.Logits, l.Rows*l.V*int64(l.Dtype.Size()), op+" logits")
 	if err != nil {
 		return err
