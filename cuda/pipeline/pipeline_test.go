@@ -268,6 +268,36 @@ func TestEveryCallFails(t *testing.T) {
 	}
 }
 
+// Each call New makes (two streams, six events) fails in turn: New returns the error, naming
+// the call, and releases what it had created.
+func TestNewFails(t *testing.T) {
+	d := newSim(1, 0)
+	p, err := pipeline.New(d, "sim:0", pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := d.calls
+	closeAndCheck(t, d, p)
+	for _, fault := range []*simError{errOutOfMemory, errIllegal} {
+		for k := 1; k <= calls; k++ {
+			d := newSim(uint64(k), 0)
+			d.failCall, d.failErr = k, fault
+			p, err := pipeline.New(d, "sim:0", pipeline.Options{})
+			var de *fallback.DeviceError
+			if p != nil || !errors.As(err, &de) || de.Sticky != fault.sticky || !strings.Contains(err.Error(), fault.name) {
+				t.Errorf("%s at call %d of New: %v, %v; want a *fallback.DeviceError naming it", fault.name, k, p, err)
+			}
+			if !fault.sticky {
+				if l := d.leaks(); l != "" {
+					t.Errorf("%s at call %d of New: %s", fault.name, k, l)
+				}
+			}
+			d.destroyContext()
+			checkHazards(t, d)
+		}
+	}
+}
+
 // A kernel or copy that faults on the device is reported by a later call (the next
 // synchronisation), as CUDA reports it: each work operation of a batch faults in turn; the
 // batch is recomputed on the CPU and the pipeline refuses further work.
