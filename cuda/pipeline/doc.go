@@ -20,7 +20,8 @@
 // The tests run the pipeline on a simulated device (sim_test.go): streams that execute
 // asynchronously with random delays, CUDA's event semantics, bounds-checked device memory,
 // hazard detection (a buffer written while another operation uses it, staging memory changed
-// before its copy ran, memory freed with work queued on it), and the kernel's own arithmetic
-// compiled for the host (package cuda/hostref). Every driver call of a batch is made to fail in
-// turn to check that no failure loses, duplicates or corrupts a result and none leaks memory.
+// before its copy ran, memory freed with work queued on it), and launches that run
+// kernels/polarity.cu itself on the host (package cuda/kernelemu) from the launch's parameter
+// words. Every driver call of a batch is made to fail in turn to check that no failure loses,
+// duplicates or corrupts a result and none leaks memory.
 package pipeline
