@@ -142,6 +142,17 @@ func (d *sim) hazard(format string, args ...any) {
 	d.hazards = append(d.hazards, fmt.Sprintf(format, args...))
 }
 
+// fault records a hazard that the device meets as a fault: the context is lost, as by an
+// illegal address.
+func (d *sim) fault(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hazard(format, args...)
+	if d.lost == nil {
+		d.lost = errIllegal
+	}
+}
+
 // Hazards returns what the pipeline did wrong so far.
 func (d *sim) Hazards() []string {
 	d.mu.Lock()
@@ -499,37 +510,33 @@ func (d *sim) Launch(l pipeline.Launch, s pipeline.Stream) error {
 		// inputs not yet copied) is an illegal address on the device, a crash on the host.
 		for r, in := range unsafe.Slice((*kernels.RowIn)(unsafe.Pointer(&rmem[0])), l.Rows) {
 			if in.Token < 0 || int64(in.Token) >= l.V {
-				d.mu.Lock()
-				d.hazard("%s: row %d's token id %d is outside [0, %d): its row inputs were not copied yet", op, r, in.Token, l.V)
-				if d.lost == nil {
-					d.lost = errIllegal
-				}
-				d.mu.Unlock()
+				d.fault("%s: row %d's token id %d is outside [0, %d): its row inputs were not copied yet", op, r, in.Token, l.V)
 				return
 			}
 		}
 		err := kernelemu.LaunchShuffled(l.Dtype, unsafe.Pointer(&lmem[0]), l.V, l.Rows, unsafe.Pointer(&rmem[0]), l.Params, unsafe.Pointer(&omem[0]), grid, seed)
 		if err != nil {
-			d.mu.Lock()
-			d.hazard("%s: %v", op, err)
-			if d.lost == nil {
-				d.lost = errIllegal
-			}
-			d.mu.Unlock()
+			d.fault("%s: %v", op, err)
 		}
 	})
 	return nil
 }
 
-func (d *sim) Record(e pipeline.Event, s pipeline.Stream) error {
-	if err := d.call("cuEventRecord"); err != nil {
-		return err
+// streamEvent makes the call op on stream s and event e.
+func (d *sim) streamEvent(op string, s pipeline.Stream, e pipeline.Event) (*simStream, *simEvent, error) {
+	if err := d.call(op); err != nil {
+		return nil, nil, err
 	}
-	st, err := d.stream(s, "cuEventRecord")
+	st, err := d.stream(s, op)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	ev, err := d.event(e, "cuEventRecord")
+	ev, err := d.event(e, op)
+	return st, ev, err
+}
+
+func (d *sim) Record(e pipeline.Event, s pipeline.Stream) error {
+	st, ev, err := d.streamEvent("cuEventRecord", s, e)
 	if err != nil {
 		return err
 	}
@@ -547,14 +554,7 @@ func (d *sim) Record(e pipeline.Event, s pipeline.Stream) error {
 }
 
 func (d *sim) Wait(s pipeline.Stream, e pipeline.Event) error {
-	if err := d.call("cuStreamWaitEvent"); err != nil {
-		return err
-	}
-	st, err := d.stream(s, "cuStreamWaitEvent")
-	if err != nil {
-		return err
-	}
-	ev, err := d.event(e, "cuStreamWaitEvent")
+	st, ev, err := d.streamEvent("cuStreamWaitEvent", s, e)
 	if err != nil {
 		return err
 	}
