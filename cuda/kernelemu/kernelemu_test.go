@@ -484,7 +484,7 @@ func TestEmulatorExposesRaces(t *testing.T) {
 // The row offset is 64-bit: row·V·size past 2³¹ bytes (2³¹ bytes is 3,534 rows of a 151,936-token
 // float32 vocabulary). Three rows of 2²⁸ float32 logits put the last one at 2 GiB; the logits
 // are zero-page memory but for a spike per row at a different place, so a row read from the
-// wrong offset shows. It reads 3 GiB per launch (~10 s for both launches): set
+// wrong offset shows. It reads 3 GiB per launch (16 s for the test on a 2-core EPYC): set
 // PAPO_KERNELEMU_BIG=1 to run it.
 func TestLaunch64BitRowOffset(t *testing.T) {
 	if os.Getenv("PAPO_KERNELEMU_BIG") == "" {
