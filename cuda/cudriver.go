@@ -10,7 +10,6 @@ import (
 
 	"github.com/entropy-polarity/papo/cuda/pipeline"
 	"github.com/entropy-polarity/papo/kernels"
-	"github.com/entropy-polarity/papo/polarity"
 )
 
 // cuDriver is pipeline.Driver on the CUDA driver API, in the context current on the calling
@@ -104,10 +103,4 @@ func (d *cuDriver) SyncStream(s pipeline.Stream) error {
 func (d *cuDriver) Sticky(err error) bool {
 	var de *driverError
 	return errors.As(err, &de) && isSticky(de.Code)
-}
-
-// launchOf is a launch of the kernel, as the pipeline describes it (for MeasureKernel).
-func launchOf(dt polarity.Dtype, logits cu.DevicePtr, V, rows int64, rowIn cu.DevicePtr, p polarity.Params, out cu.DevicePtr) pipeline.Launch {
-	return pipeline.Launch{Dtype: dt, Logits: pipeline.DevicePtr(logits), V: V, Rows: rows,
-		RowIn: pipeline.DevicePtr(rowIn), Params: p, Out: pipeline.DevicePtr(out)}
 }

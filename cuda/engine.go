@@ -16,18 +16,12 @@ import (
 	"github.com/entropy-polarity/papo/polarity"
 )
 
-// DefaultChunkBytes is the default bound on one chunk's logits (see pipeline.DefaultChunkBytes).
-const DefaultChunkBytes = pipeline.DefaultChunkBytes
-
 // Options configure New.
 type Options struct {
 	Device int // CUDA device ordinal
-	// ChunkBytes bounds the logits of one chunk (one launch; each of the two slots holds one
-	// chunk on the device and one in pinned host memory); 0 means DefaultChunkBytes. A chunk
-	// holds at least one row.
-	ChunkBytes int64
-	// CopyThreads is the number of goroutines copying a chunk into pinned memory; 0 means
-	// GOMAXPROCS.
+	// ChunkBytes and CopyThreads are the pipeline's (pipeline.Options, whose defaults apply
+	// to 0).
+	ChunkBytes  int64
 	CopyThreads int
 }
 
@@ -56,12 +50,6 @@ type Engine struct {
 // New creates the engine on device opts.Device: a context on a dedicated locked OS thread,
 // the kernels' module JIT-compiled for the device, the pipeline's streams and events.
 func New(opts Options) (*Engine, error) {
-	if opts.ChunkBytes <= 0 {
-		opts.ChunkBytes = DefaultChunkBytes
-	}
-	if opts.CopyThreads <= 0 {
-		opts.CopyThreads = runtime.GOMAXPROCS(0)
-	}
 	n, err := cu.NumDevices()
 	if err != nil {
 		return nil, fmt.Errorf("cuda: cuDeviceGetCount: %w", asDriverError(err))
@@ -199,8 +187,5 @@ func (e *Engine) fail(op string, err error) error { return e.pipe.Fail(op, asDri
 // Device failures are returned as *fallback.DeviceError (out then holds partial results); data
 // errors as the CPU engine's *polarity.RowError for the lowest bad row.
 func (e *Engine) Compute(ctx context.Context, b *polarity.Batch, p polarity.Params, out *polarity.Result) error {
-	if n, err := polarity.Begin(ctx, b, p, out); err != nil || n == 0 {
-		return err
-	}
 	return e.do(func() error { return e.pipe.Compute(ctx, b, p, out) })
 }

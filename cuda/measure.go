@@ -173,7 +173,8 @@ func (e *Engine) MeasureKernel(b *polarity.Batch, p polarity.Params, reps int, o
 		}
 		dt := b.Logits.Dtype
 		launch := func() error {
-			l := launchOf(dt, dLogits, int64(b.Logits.V), int64(n), dRowIn, p, dOut)
+			l := pipeline.Launch{Dtype: dt, Logits: pipeline.DevicePtr(dLogits), V: int64(b.Logits.V), Rows: int64(n),
+				RowIn: pipeline.DevicePtr(dRowIn), Params: p, Out: pipeline.DevicePtr(dOut)}
 			if err := e.drv.Launch(l, e.pipe.ComputeStream()); err != nil {
 				return e.fail(fmt.Sprintf("cuLaunchKernel(%s, %d blocks)", kernels.Kernels[dt], n), err)
 			}

@@ -332,6 +332,7 @@ func TestCancelAtEveryCall(t *testing.T) {
 	b, chunkRows := faultBatch(seed)
 	b2 := randomBatch(polaritytest.Rand(seed+1), b.Logits.Dtype, b.Logits.V, 17)
 	params := polarity.DefaultParams()
+	cancelled := 0
 	for k := 1; k <= 60; k++ {
 		d := newSim(uint64(seed)+uint64(k), jitter/4)
 		p := newPipeline(t, d, chunkRows, b.Logits.V, b.Logits.Dtype)
@@ -345,8 +346,15 @@ func TestCancelAtEveryCall(t *testing.T) {
 		var got polarity.Result
 		err := p.Compute(ctx, b, params, &got)
 		cancel()
-		if err != nil && !errors.Is(err, context.Canceled) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			cancelled++
+		case err != nil:
 			t.Errorf("cancelled at call %d: %v, want context.Canceled", k, err)
+		case k <= 15:
+			// The first 15 calls allocate slot 0 (6) and queue chunk 0 (9); the loop checks
+			// the context before chunk 1 and must stop there.
+			t.Errorf("cancelled at call %d: the batch completed", k)
 		}
 		d.onCall = nil
 		if err := p.Compute(context.Background(), b2, params, &got); err != nil {
@@ -356,6 +364,7 @@ func TestCancelAtEveryCall(t *testing.T) {
 		}
 		closeAndCheck(t, d, p)
 	}
+	t.Logf("%d of 60 cancellations stopped the batch (the later ones come after its last chunk is queued)", cancelled)
 }
 
 // Buffers are kept across batches: a batch no larger than an earlier one allocates nothing; a
