@@ -309,14 +309,9 @@ func parseParams(md arrow.Metadata) (polarity.Params, error) {
 		if !ok {
 			continue
 		}
-		switch strings.ToLower(v) {
-		case "", "none", "inf", "+inf", "infinity":
-			*c.dst = math.Inf(1)
-			continue
-		}
-		e, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(e >= 0) {
-			return p, fmt.Errorf("%s=%q: want a number ≥ 0, or \"none\" for no clipping", c.key, v)
+		e, err := polarity.ParseEpsilon(v)
+		if err != nil {
+			return p, fmt.Errorf("%s=%w", c.key, err)
 		}
 		*c.dst = e
 	}

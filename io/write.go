@@ -20,6 +20,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/entropy-polarity/papo/internal/atomicfile"
 )
 
 // Format is an output file format.
@@ -102,13 +104,13 @@ func (p *positionWriter) Seek(offset int64, whence int) (int64, error) {
 }
 
 // Writer writes records to a file whose format the extension selects. The file appears at its
-// path only when Close succeeds (see AtomicFile); "-" writes an IPC stream to standard output,
-// which is not atomic.
+// path only when Close succeeds (an atomicfile.File); "-" writes an IPC stream to standard
+// output, which is not atomic.
 type Writer struct {
 	path      string
 	format    Format
 	schema    *arrow.Schema
-	file      *AtomicFile // nil for standard output
+	file      *atomicfile.File // nil for standard output and NewWriter
 	sink      *sink
 	buf       *bufio.Writer
 	enc       recordWriter
@@ -123,31 +125,43 @@ func Create(path string, schema *arrow.Schema, mem memory.Allocator) (*Writer, e
 	if err != nil {
 		return nil, err
 	}
+	if path == "-" {
+		return NewWriter(os.Stdout, path, format, schema, mem)
+	}
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w, err := newWriter(f, path, format, schema, mem, false)
+	if err != nil {
+		f.Abort()
+		return nil, err
+	}
+	w.file = f
+	return w, nil
+}
+
+// NewWriter writes records in format to out (a socket, a pipe), flushing after every record so
+// that a reader sees each batch as soon as it is written. name is used in errors. Close
+// finishes the format (an IPC stream's end-of-stream marker) but does not close out.
+func NewWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator) (*Writer, error) {
+	return newWriter(out, name, format, schema, mem, true)
+}
+
+func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator, flushEach bool) (*Writer, error) {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	w := &Writer{path: path, format: format, schema: schema}
-	var out io.Writer
-	if path == "-" {
-		out, w.flushEach = os.Stdout, true
-	} else {
-		if w.file, err = CreateAtomic(path); err != nil {
-			return nil, err
-		}
-		out = w.file
-	}
+	w := &Writer{path: name, format: format, schema: schema, flushEach: flushEach}
 	w.sink = &sink{w: out}
 	w.buf = bufio.NewWriterSize(w.sink, 1<<20)
-	err = guard(func() error {
+	err := guard(func() error {
 		var err error
 		w.enc, err = newRecordWriter(format, w.buf, schema, mem)
 		return err
 	})
 	if err != nil {
-		if w.file != nil {
-			w.file.Abort()
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return w, nil
 }
@@ -204,27 +218,39 @@ func (w *Writer) Write(rec arrow.Record) error {
 // Close finishes the file (footer, flush) and moves it into place. After a failed Write, Close
 // discards the file and returns the write's error.
 func (w *Writer) Close() error {
+	f, err := w.Finish()
+	if err != nil || f == nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// Finish finishes the file (footer, flush, fsync) without moving it into place, and hands over
+// the uncommitted file: the caller commits it, alone or with others in one transaction
+// (atomicfile.CommitAll), or aborts it. The file is nil for standard output and NewWriter. After
+// a failed Write, Finish discards the file and returns the write's error.
+func (w *Writer) Finish() (*atomicfile.File, error) {
 	if w.done {
-		return fmt.Errorf("%s: already closed or aborted", w.path)
+		return nil, fmt.Errorf("%s: already closed or aborted", w.path)
 	}
 	if w.err != nil {
 		err := w.err
 		w.Abort()
-		return err
+		return nil, err
 	}
 	err := guard(w.enc.Close)
 	if err == nil {
 		err = w.buf.Flush()
 	}
+	if err == nil && w.file != nil {
+		err = w.file.Sync()
+	}
 	if err != nil {
 		w.Abort()
-		return fmt.Errorf("%s: close: %w", w.path, err)
+		return nil, fmt.Errorf("%s: close: %w", w.path, err)
 	}
 	w.done = true
-	if w.file != nil {
-		return w.file.Commit()
-	}
-	return nil
+	return w.file, nil
 }
 
 // Abort discards the output: the destination keeps what it had before Create. It is safe after
@@ -246,6 +272,16 @@ func (w *Writer) Abort() error {
 
 // WriteSummary writes the per-step summary table to path (same extension rules, atomic).
 func WriteSummary(path string, rows []StepSummary, mem memory.Allocator) error {
+	f, err := FinishSummary(path, rows, mem)
+	if err != nil || f == nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// FinishSummary writes the per-step summary table to path like WriteSummary but, as
+// Writer.Finish, leaves the file uncommitted for the caller (nil for "-").
+func FinishSummary(path string, rows []StepSummary, mem memory.Allocator) (*atomicfile.File, error) {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
@@ -253,13 +289,13 @@ func WriteSummary(path string, rows []StepSummary, mem memory.Allocator) error {
 	defer rec.Release()
 	w, err := Create(path, summarySchema, mem)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.Abort()
 	if err := w.Write(rec); err != nil {
-		return err
+		return nil, err
 	}
-	return w.Close()
+	return w.Finish()
 }
 
 // csvWriter writes a header row, then one line per row. Nulls are empty fields; floats use the

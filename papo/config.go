@@ -18,7 +18,7 @@ import (
 
 // Method names accepted by Config.Method.
 const (
-	MethodPAPO           = "papo"            // w = 1 + λ·φ·g(P) (MATH.md §5, our design)
+	MethodPAPO           = "papo"            // w = 1 + λ·φ·g(P) (docs/MATH.md §5, our design)
 	MethodClipCov        = "clip-cov"        // Cui et al. 2025: detach a few high-covariance tokens
 	MethodKLCov          = "kl-cov"          // Cui et al. 2025: KL penalty on the top-covariance tokens
 	MethodSTEER          = "steer"           // STEER: weights in [0.8, 1.2] from the entropy-change magnitude
@@ -45,7 +45,7 @@ const (
 	GTanh = "tanh" // g = tanh(P/σ_P), σ_P the step's standard deviation of P
 )
 
-// PhaseConfig parameterises the phase detector of MATH.md §5. The schedule is our design: the
+// PhaseConfig parameterises the phase detector of docs/MATH.md §5. The schedule is our design: the
 // PAPO paper does not publish its own, so every constant is a parameter.
 type PhaseConfig struct {
 	// Mode is PhaseSlope (default: needs no target) or PhaseTarget.
@@ -78,7 +78,7 @@ type KLCovConfig struct {
 	Coef  float64 `toml:"coef" json:"coef"`   // coefficient of |log π − log π_old|, default 1 (verl's ppo_kl_coef)
 }
 
-// STEERConfig parameterises the STEER weights (arXiv 2510.10150) as MATH.md §5 states them.
+// STEERConfig parameterises the STEER weights (arXiv 2510.10150) as docs/MATH.md §5 states them.
 type STEERConfig struct {
 	Min float64 `toml:"min" json:"min"` // weight of the token with the largest magnitude, default 0.8
 	Max float64 `toml:"max" json:"max"` // weight of the token with the smallest magnitude, default 1.2

@@ -15,7 +15,7 @@ func TestDefaultConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	// The defaults MATH.md §5 and the issue state.
+	// The defaults docs/MATH.md §5 states.
 	want := map[string]float64{
 		"β": c.Phase.Beta, "W": float64(c.Phase.Window), "λ": c.Lambda, "ratio": c.ClipCov.Ratio,
 		"clip low": c.ClipCov.Low, "clip high": c.ClipCov.High, "kl ratio": c.KLCov.Ratio,

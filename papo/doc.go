@@ -3,7 +3,7 @@
 // entropy trajectory of a run, and PAPO reweights each token's advantage by whether its update
 // expands or contracts entropy. Baselines from the literature are computed on the same
 // per-token signals so that a user can compare them side by side. The mathematics is
-// ../shared/MATH.md (§2 for polarity and predicted ΔH, §5 for this package).
+// docs/MATH.md (§2 for polarity and predicted ΔH, §5 for this package).
 //
 // # The PAPO schedule is our design
 //
@@ -57,7 +57,7 @@
 //     log π_old have δ = 0, where |δ| has no gradient, so they keep Ã = A. The published
 //     KL-Cov loss also drops PPO's ratio clipping; the columns cannot express that, so the
 //     trainer's clipping stays in force.
-//   - steer (STEER, arXiv 2510.10150, in the form MATH.md §5 gives): m_t = |A_t/π_old,t ·
+//   - steer (STEER, arXiv 2510.10150, in the form docs/MATH.md §5 gives): m_t = |A_t/π_old,t ·
 //     π_t(1−π_t)(log π_t + H_t)| (π_old = π without log π_old) is mapped linearly over the step
 //     onto weights from max (smallest m) to min (largest m), range [0.8, 1.2]; the midpoint
 //     when all m are equal. Ã = w·A.
@@ -74,15 +74,27 @@
 //
 // # Run state
 //
-// The detector's memory (EMA, window of past EMA values, last step and its entropy input, the
-// last φ) and the parameters that decide the weights are saved after every step, in JSON
-// (format "papo-run-state", version 1; see state.go), with a temporary file, fsync, rename and
-// directory fsync. Killing the process at any point leaves either the previous or the new
-// state; a restarted run that goes on from LastStep()+1 computes the same weights, bit for
-// bit, as an uninterrupted one. Steps must increase: a step at or before the last processed
-// one is an error naming both, with one exception: the last step itself, sent again with
-// the same entropy input, is a replay that returns the same phase (for a trainer that died
-// after the state was saved but before it used the weights). A state written with different
-// parameters, a malformed state or one from a newer papo is refused with a message; pass
-// --reset-state (reset = true) to start a new run.
+// A run state (JSON, format "papo-run-state", version 2; see state.go) records every parameter
+// that changes the weights, the phase or the predicted ΔH (the method and its parameters, the
+// phase detector's, and with WithSignal τ, η, the PPO clip range and the natural-gradient
+// choice), the detector's memory before the oldest remembered step, and the last
+// DefaultHistory (1,000) steps' entropy inputs with their EMA and φ. A state written with other
+// parameters is refused with a message naming each parameter and both values; a malformed
+// state, or one from a newer or older papo, is refused too; WithReset(true) (--reset-state)
+// starts a new run.
+//
+// Steps increase, with gaps allowed. A step that comes again (at or before the last one: a
+// trainer resumed from a checkpoint, or the same input run twice) rolls the run back to just
+// before it, forgetting the steps from it on, and is then processed anew; StepResult.Rollback
+// says so. Because the detector is deterministic, the weights from there on are bit for bit
+// those of a run that never went further. A step older than the history is an error.
+//
+// Saving is atomic (temporary file, fsync, rename, directory fsync), and the state is locked
+// (flock) while a Reweighter holds it, so it has one writer. Without WithDeferredSave the state
+// is saved after every step, for trainers that call Step or Observe themselves. With it the
+// state changes only in Commit, in one transaction with the run's output files
+// (internal/atomicfile.CommitAll): papo's run pipeline commits its outputs and the state
+// together at the end of a run, so a failed, cancelled or killed run leaves the state as it
+// was, and running the same command again gives exactly the output and state of one
+// uninterrupted run.
 package papo

@@ -4,30 +4,29 @@ package papo
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
-	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/internal/atomicfile"
 )
 
 // The kill tests run this test binary again as a child process (TestMain dispatches on
 // childEnv) that processes steps [0, killSteps) of runStep with a state file in its directory,
-// writing each step's output to out-NNNN.bin. The parent kills it with SIGKILL and starts it
-// again until it finishes, then compares every output and the final state with an
-// uninterrupted in-process run, byte for byte.
+// committing each step's output (out-NNNN.bin) and the state together (WithDeferredSave and
+// Commit), as papo's run pipeline does. The parent kills it with SIGKILL and starts it again
+// until it finishes; after every kill the outputs on disk must be exactly those of the steps the
+// state has, and at the end every output and the final state must equal an uninterrupted
+// in-process run's, byte for byte.
 const (
-	childEnv      = "PAPO_TEST_KILL_CHILD_DIR"
-	childCrashEnv = "PAPO_TEST_KILL_CHILD_CRASH_AT" // SIGKILL itself between write and rename of this step
-	killSteps     = 150
+	childEnv  = "PAPO_TEST_KILL_CHILD_DIR"
+	killSteps = 150
 )
 
 func TestMain(m *testing.M) {
@@ -44,34 +43,18 @@ func TestMain(m *testing.M) {
 func outPath(dir string, k int64) string { return filepath.Join(dir, fmt.Sprintf("out-%04d.bin", k)) }
 
 // child is a restartable run, as a trainer would drive papo: it resumes after the state's last
-// step, or replays the last step when the crash came after the state was saved but before
-// that step's output was.
+// step.
 func child(dir string) error {
-	crashAt := int64(-1)
-	if s := os.Getenv(childCrashEnv); s != "" {
-		var err error
-		if crashAt, err = strconv.ParseInt(s, 10, 64); err != nil {
-			return err
-		}
-	}
-	r, err := NewReweighter(runConfig(), filepath.Join(dir, "state.json"), false)
+	r, err := NewReweighter(runConfig(), WithStateFile(filepath.Join(dir, "state.json")), WithDeferredSave())
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	start := int64(0)
 	if last, ok := r.LastStep(); ok {
 		start = last + 1
-		if _, err := os.Stat(outPath(dir, last)); errors.Is(err, os.ErrNotExist) {
-			start = last
-		}
 	}
 	for k := start; k < killSteps; k++ {
-		if k == crashAt {
-			testHookBeforeRename = func(string) error {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {} // the signal is on its way
-			}
-		}
 		tok := runStep(k)
 		w := make([]float32, tok.Len())
 		at := make([]float64, tok.Len())
@@ -79,7 +62,14 @@ func child(dir string) error {
 		if err != nil {
 			return err
 		}
-		if err := papoio.WriteFileAtomic(outPath(dir, k), encodeOutput(res, w, at)); err != nil {
+		f, err := atomicfile.Create(outPath(dir, k))
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(encodeOutput(res, w, at)); err != nil {
+			return err
+		}
+		if err := r.Commit(f); err != nil {
 			return err
 		}
 	}
@@ -110,21 +100,30 @@ func killedBySIGKILL(err error) bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
-// savedLastStep reads the state file's last step (−1 when there is none yet).
-func savedLastStep(t *testing.T, dir string) int64 {
+// committedSteps opens the run as the next process would (which finishes an interrupted
+// commit) and checks that the outputs on disk are exactly those of the steps the state has. It
+// returns the last step (−1 before the first).
+func committedSteps(t *testing.T, dir string) int64 {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return -1
-	}
+	r, err := NewReweighter(runConfig(), WithStateFile(filepath.Join(dir, "state.json")))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("opening the state after a kill: %v", err)
 	}
-	var sf stateFile
-	if err := json.Unmarshal(data, &sf); err != nil || sf.Detector == nil {
-		t.Fatalf("state file after a kill is not a valid state (%v):\n%s", err, data)
+	defer r.Close()
+	last, ok := r.LastStep()
+	if !ok {
+		last = -1
 	}
-	return sf.Detector.LastStep
+	for k := int64(0); k < killSteps; k++ {
+		_, err := os.Stat(outPath(dir, k))
+		switch exists := err == nil; {
+		case k <= last && !exists:
+			t.Fatalf("the state has step %d (last %d) but its output is missing: the state ran ahead of the output", k, last)
+		case k > last && exists:
+			t.Fatalf("step %d has an output but the state ends at %d: the output ran ahead of the state", k, last)
+		}
+	}
+	return last
 }
 
 // checkOutputs compares the child's outputs and final state with the uninterrupted run.
@@ -142,8 +141,13 @@ func checkOutputs(t *testing.T, dir string, want [][]byte, wantState []byte) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "state.json")); !bytes.Equal(got, wantState) {
 		t.Errorf("final state differs from the uninterrupted run:\n%s\nwant\n%s", got, wantState)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp-*")); len(m) != 0 {
-		t.Errorf("stale temporary state files: %v", m)
+	// A killed child leaves the temporary file of the output it was writing (the run pipeline,
+	// which knows its outputs, removes those); the state's own are removed when it is opened.
+	if m, _ := filepath.Glob(filepath.Join(dir, ".state.json*.tmp-*")); len(m) != 0 {
+		t.Errorf("stale temporary files: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json.commit")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a commit journal is left: %v", err)
 	}
 }
 
@@ -167,9 +171,9 @@ func TestKillAtRandomPoints(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(2026, 11))
 	const maxRuns = 200
-	midRun, replays, finished := 0, 0, false
+	midRun, finished := 0, false
 	for run := 0; run < maxRuns && !finished; run++ {
-		before := savedLastStep(t, dir)
+		before := committedSteps(t, dir)
 		cmd, stderr, done := startChild(t, dir)
 		delay := time.Duration(rng.Int64N(int64(full / 4)))
 		select {
@@ -188,66 +192,24 @@ func TestKillAtRandomPoints(t *testing.T) {
 			if !killedBySIGKILL(err) {
 				t.Fatalf("run %d: child failed: %v\n%s", run, err, stderr)
 			}
-			after := savedLastStep(t, dir)
+			after := committedSteps(t, dir)
 			if after < before {
-				t.Fatalf("run %d: the saved last step went back from %d to %d", run, before, after)
+				t.Fatalf("run %d: the committed last step went back from %d to %d", run, before, after)
 			}
 			if after > before && after < killSteps-1 {
 				midRun++
-			}
-			if _, err := os.Stat(outPath(dir, after)); after >= 0 && errors.Is(err, os.ErrNotExist) {
-				replays++ // killed after the state's save and before the output's: the next run replays
 			}
 		}
 	}
 	if !finished {
 		t.Fatalf("the run did not finish in %d restarts", maxRuns)
 	}
-	t.Logf("uninterrupted child %v; %d kills landed after some steps and before the end, %d between a step's state and its output",
-		full, midRun, replays)
+	t.Logf("uninterrupted child %v; %d kills landed after some steps and before the end", full, midRun)
 	// Kill delays are uniform over a quarter of a whole run, so most restarts progress and then
 	// die mid-run (about 8 on an idle machine); fewer than 3 such kills means the test did not
 	// test restarts.
 	if midRun < 3 {
 		t.Errorf("only %d kills interrupted a run in progress", midRun)
-	}
-	checkOutputs(t, dir, want, wantState)
-}
-
-func TestCrashBetweenWriteAndRename(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns child processes")
-	}
-	const crashAt = 17
-	want, wantState := reference(t, runConfig(), killSteps)
-	dir := t.TempDir()
-	_, stderr, done := startChild(t, dir, childCrashEnv+"="+strconv.Itoa(crashAt))
-	if err := <-done; !killedBySIGKILL(err) {
-		t.Fatalf("child was to kill itself at step %d: %v\n%s", crashAt, err, stderr)
-	}
-	if last := savedLastStep(t, dir); last != crashAt-1 {
-		t.Fatalf("after a crash before the rename of step %d the state's last step is %d, want %d", crashAt, last, crashAt-1)
-	}
-	// The new state was written in full beside the old one, but never renamed into place.
-	tmps, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp-*"))
-	if len(tmps) != 1 {
-		t.Fatalf("temporary state files after the crash: %v, want exactly one", tmps)
-	}
-	data, err := os.ReadFile(tmps[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sf stateFile
-	if err := json.Unmarshal(data, &sf); err != nil || sf.Detector == nil || sf.Detector.LastStep != crashAt {
-		t.Fatalf("temporary file is not the full state of step %d (%v):\n%s", crashAt, err, data)
-	}
-	if _, err := os.Stat(outPath(dir, crashAt)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("step %d has an output although its state was never committed", crashAt)
-	}
-
-	_, stderr, done = startChild(t, dir)
-	if err := <-done; err != nil {
-		t.Fatalf("restart: %v\n%s", err, stderr)
 	}
 	checkOutputs(t, dir, want, wantState)
 }

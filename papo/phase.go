@@ -36,18 +36,15 @@ type Phase struct {
 	// Phi is φ_k ∈ (−1, 1) (tanh may round to ±1 in float64 far from the target; weights stay
 	// ≥ 1 − λ > 0 even then); > 0 favours expanding updates, < 0 contracting ones.
 	Phi float64
-	// Replayed is true when the step repeats the last processed step with the same entropy
-	// input: the stored φ is returned and the detector does not change (see Observe).
-	Replayed bool
+	// Rollback is set (by a Reweighter) when the step came again: the run went back to just
+	// before it first, and then processed it.
+	Rollback *Rollback
 }
 
 // DetectorState is the detector's whole memory, as the run-state file stores it.
 type DetectorState struct {
 	// LastStep is the last step observed, −1 before the first.
 	LastStep int64 `json:"last_step"`
-	// LastTokens and LastSumEntropy are that step's input, kept to recognise a replay.
-	LastTokens     int64   `json:"last_tokens"`
-	LastSumEntropy float64 `json:"last_sum_entropy"`
 	// Observed counts the steps with tokens, i.e. those folded into the EMA.
 	Observed int64 `json:"observed"`
 	// EMA is E after the last step with tokens (meaningless while Observed is 0).
@@ -59,7 +56,10 @@ type DetectorState struct {
 	Window []float64 `json:"window"`
 }
 
-// Detector turns the entropy trajectory into the phase signal φ of MATH.md §5, one step at a
+// NewDetectorState is the memory of a detector that has seen no step.
+func NewDetectorState() DetectorState { return DetectorState{LastStep: -1, Window: []float64{}} }
+
+// Detector turns the entropy trajectory into the phase signal φ of docs/MATH.md §5, one step at a
 // time. It is deterministic: the same sequence of inputs from the same state gives
 // bit-identical phases, which is what makes a restarted run reproduce an uninterrupted one.
 // A Detector is not safe for concurrent use.
@@ -72,17 +72,12 @@ type Detector struct {
 // entropy (0 nats) must not divide by zero; any rise from there saturates φ at −1.
 const minRefEntropy = 1e-12
 
-// replayRelTol is how closely a repeated step's Σ H must match the recorded one to count as a
-// replay of the same data (the inputs are normally bit-identical; the tolerance only allows a
-// differently-ordered all-reduce).
-const replayRelTol = 1e-9
-
 // NewDetector validates c and returns a detector with no history.
 func NewDetector(c PhaseConfig) (*Detector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("papo: %w", err)
 	}
-	return &Detector{cfg: c, st: DetectorState{LastStep: -1}}, nil
+	return &Detector{cfg: c, st: NewDetectorState()}, nil
 }
 
 // NewDetectorFromState resumes a detector from a saved state, after checking that the state
@@ -105,12 +100,6 @@ func (s DetectorState) check(c PhaseConfig) error {
 	switch {
 	case s.LastStep < -1:
 		return fmt.Errorf("last_step %d: want ≥ 0 (or −1 before the first step)", s.LastStep)
-	case s.LastTokens < 0:
-		return fmt.Errorf("last_tokens %d: want ≥ 0", s.LastTokens)
-	case !finite(s.LastSumEntropy) || s.LastSumEntropy < 0:
-		return fmt.Errorf("last_sum_entropy %v: want a finite value ≥ 0", s.LastSumEntropy)
-	case s.LastTokens == 0 && s.LastSumEntropy != 0:
-		return fmt.Errorf("last_sum_entropy %v with last_tokens 0: want 0", s.LastSumEntropy)
 	case s.Observed < 0 || s.Observed > s.LastStep+1:
 		return fmt.Errorf("observed %d: want 0 ≤ observed ≤ last_step+1 = %d", s.Observed, s.LastStep+1)
 	case !finite(s.EMA) || s.EMA < 0:
@@ -148,20 +137,16 @@ type StepOrderError struct {
 }
 
 func (e *StepOrderError) Error() string {
-	return fmt.Sprintf("step %d was already processed (state last step %d): steps must increase; "+
-		"use --%s to start a new run, or start from step %d", e.Step, e.LastStep, FlagResetState, e.LastStep+1)
+	return fmt.Sprintf("step %d does not come after the last processed step %d: steps must increase", e.Step, e.LastStep)
 }
 
 // Observe folds step's entropy (Σ H over the step's trained tokens of all ranks, and their
 // count) into the EMA and returns the step's phase.
 //
 // Steps must increase; gaps are allowed (the EMA and the window count observed steps, not step
-// numbers). A step at or before the last one is a *StepOrderError, except one case: the last
-// step itself, sent again with the same entropy input, is a replay (a trainer retrying after a
-// crash that happened after the state was saved but before the weights were used). A replay
-// returns the recorded phase with Replayed set and changes nothing, so its weights equal the
-// first computation's. A step without tokens leaves E and the window unchanged and keeps the
-// previous φ (0 before any data).
+// numbers). A step at or before the last one is a *StepOrderError: going back is a Reweighter's
+// job, which keeps the history a rollback needs. A step without tokens leaves E and the window
+// unchanged and keeps the previous φ (0 before any data).
 func (d *Detector) Observe(step int64, sumEntropy float64, tokens int64) (Phase, error) {
 	ph, next, err := d.observe(step, sumEntropy, tokens)
 	if err != nil {
@@ -188,21 +173,10 @@ func (d *Detector) observe(step int64, sumEntropy float64, tokens int64) (Phase,
 		return Phase{}, st, fmt.Errorf("step %d: entropy sum %v over 0 tokens: want 0", step, sumEntropy)
 	}
 	if st.LastStep >= 0 && step <= st.LastStep {
-		if step == st.LastStep && tokens == st.LastTokens &&
-			math.Abs(sumEntropy-st.LastSumEntropy) <= replayRelTol*math.Max(sumEntropy, st.LastSumEntropy) {
-			ph := Phase{Step: step, Tokens: tokens, MeanEntropy: EntropySum{sumEntropy, tokens}.Mean(),
-				EMA: st.EMA, Phi: st.Phi, Replayed: true}
-			return ph, st, nil
-		}
-		if step == st.LastStep {
-			return Phase{}, st, fmt.Errorf("%w (it is the last step, but its entropy input differs: "+
-				"%d tokens, Σ H = %v now; %d tokens, Σ H = %v then, so it is not a replay)",
-				&StepOrderError{Step: step, LastStep: st.LastStep}, tokens, sumEntropy, st.LastTokens, st.LastSumEntropy)
-		}
 		return Phase{}, st, &StepOrderError{Step: step, LastStep: st.LastStep}
 	}
 
-	st.LastStep, st.LastTokens, st.LastSumEntropy = step, tokens, sumEntropy
+	st.LastStep = step
 	if tokens == 0 {
 		return Phase{Step: step, EMA: st.EMA, Phi: st.Phi}, st, nil
 	}

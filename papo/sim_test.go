@@ -10,7 +10,7 @@ import (
 // The end-to-end check of the whole idea: a tabular softmax policy (M prompts × V actions) on a
 // Bernoulli bandit, trained by policy-gradient steps on GRPO advantages, once with plain
 // advantages and once with PAPO weights. Polarity and predicted ΔH are computed here in
-// float64 from MATH.md §2, so the test checks both the first-order theory and the package.
+// float64 from docs/MATH.md §2, so the test checks both the first-order theory and the package.
 
 const (
 	simPrompts = 16  // M
@@ -37,7 +37,7 @@ func newBandit(seed uint64, eta float64) *bandit {
 	return b
 }
 
-// softmaxStats returns π, H, μ = E_π[u] and C = Σ π_j²(u_j − μ) for prompt s (MATH.md §1–2).
+// softmaxStats returns π, H, μ = E_π[u] and C = Σ π_j²(u_j − μ) for prompt s (docs/MATH.md §1–2).
 func (b *bandit) softmaxStats(s int) (pi []float64, h, mu, c float64) {
 	z := b.theta[s*simActions : (s+1)*simActions]
 	pi = make([]float64, simActions)
@@ -160,7 +160,7 @@ type simRun struct {
 func train(t *testing.T, c Config, seed uint64, eta float64, steps int) simRun {
 	t.Helper()
 	b := newBandit(seed, eta)
-	r, err := NewReweighter(c, "", false)
+	r, err := NewReweighter(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func meanAbsDistance(h []float64, target float64, from int) float64 {
 // TestSimulationBandit trains the bandit from three seeds, each with plain GRPO advantages,
 // PAPO with the default schedule in target mode, and a stronger PAPO (λ = 0.9, κ = 5).
 //
-// (a) First-order theory. Each step's predicted ΔH̄ (MATH.md §2 with the advantages actually
+// (a) First-order theory. Each step's predicted ΔH̄ (docs/MATH.md §2 with the advantages actually
 // used) is compared with the realized one. The remainder of a first-order expansion is
 // O(|dz|²); with max |dz| = 0.08–0.16 logit per step (logged) it is a few per cent of the
 // first-order term at most (the logged relative residual is ≈ 2 %), so we require corr ≥ 0.99 and a least-squares slope of realized on

@@ -5,13 +5,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/entropy-polarity/papo/internal/atomicfile"
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 // runConfig is the configuration of the restart tests: slope mode with a short window (so the
@@ -71,19 +74,30 @@ func stepOutput(t testing.TB, r *Reweighter, k int64) ([]byte, StepResult) {
 	return encodeOutput(res, w, at), res
 }
 
-// reference runs steps [0, n) without interruption and returns each step's output and the
-// final state file.
-func reference(t testing.TB, c Config, n int64) ([][]byte, []byte) {
+// openRun opens a run with its state in path (saved after every step unless opts defer it) and
+// closes it when the test ends; a test that reopens a path closes the previous run first, as a
+// process that exits does.
+func openRun(t testing.TB, c Config, path string, opts ...Option) *Reweighter {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ref.json")
-	r, err := NewReweighter(c, path, false)
+	r, err := NewReweighter(c, append([]Option{WithStateFile(path)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// reference runs steps [0, n) without interruption and returns each step's output and the
+// final state file.
+func reference(t testing.TB, c Config, n int64, opts ...Option) ([][]byte, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ref.json")
+	r := openRun(t, c, path, opts...)
 	outs := make([][]byte, n)
 	for k := int64(0); k < n; k++ {
 		outs[k], _ = stepOutput(t, r, k)
 	}
+	r.Close()
 	state, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -97,15 +111,11 @@ func TestRestartMatchesUninterrupted(t *testing.T) {
 	want, wantState := reference(t, c, n)
 	for split := int64(0); split <= n; split += 5 {
 		path := filepath.Join(t.TempDir(), "state.json")
-		r, err := NewReweighter(c, path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openRun(t, c, path)
 		for k := int64(0); k < n; k++ {
 			if k == split { // a new process: only the file carries the run over
-				if r, err = NewReweighter(c, path, false); err != nil {
-					t.Fatal(err)
-				}
+				r.Close()
+				r = openRun(t, c, path)
 				if last, ok := r.LastStep(); k > 0 && (!ok || last != k-1) {
 					t.Fatalf("restart at %d: LastStep = %d, %v; want %d", k, last, ok, k-1)
 				}
@@ -114,6 +124,7 @@ func TestRestartMatchesUninterrupted(t *testing.T) {
 				t.Fatalf("restart at %d: step %d differs from the uninterrupted run", split, k)
 			}
 		}
+		r.Close()
 		if got, _ := os.ReadFile(path); !bytes.Equal(got, wantState) {
 			t.Errorf("restart at %d: final state differs:\n%s\nwant\n%s", split, got, wantState)
 		}
@@ -121,72 +132,96 @@ func TestRestartMatchesUninterrupted(t *testing.T) {
 }
 
 func TestStateRefusesOtherParameters(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "state.json")
 	c := runConfig()
-	r, err := NewReweighter(c, path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k := int64(0); k < 3; k++ {
-		stepOutput(t, r, k)
-	}
-	saved, _ := os.ReadFile(path)
-
-	other := c
-	other.Lambda, other.Phase.Window = 0.3, 4
-	_, err = NewReweighter(other, path, false)
-	for _, want := range []string{path, "different parameters", "lambda = 0.5 in the state, 0.3 now",
-		"phase.window = 3 in the state, 4 now", "--reset-state"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("got %v, want an error containing %q", err, want)
+	sig := polarity.DefaultParams()
+	sig.ClipLow, sig.ClipHigh = 0.2, 0.28
+	newState := func(t *testing.T) (string, []byte) {
+		path := filepath.Join(t.TempDir(), "state.json")
+		r := openRun(t, c, path, WithSignal(sig))
+		for k := int64(0); k < 3; k++ {
+			stepOutput(t, r, k)
 		}
+		r.Close()
+		saved, _ := os.ReadFile(path)
+		return path, saved
 	}
-	method := c
-	method.Method, method.Renormalize = MethodSTEER, false
-	if _, err := NewReweighter(method, path, false); err == nil || !strings.Contains(err.Error(), "method = papo in the state, steer now") {
-		t.Errorf("other method: got %v", err)
+	tests := []struct {
+		name string
+		mod  func(c *Config, p *polarity.Params)
+		want []string
+	}{
+		{"PAPO parameters", func(c *Config, _ *polarity.Params) { c.Lambda, c.Phase.Window = 0.3, 4 },
+			[]string{"lambda = 0.5 in the state, 0.3 now", "phase.window = 3 in the state, 4 now"}},
+		{"method", func(c *Config, _ *polarity.Params) { c.Method, c.Renormalize = MethodTopEntropy, false },
+			[]string{"method = papo in the state, top-entropy now"}},
+		{"temperature", func(_ *Config, p *polarity.Params) { p.Temperature = 0.7 },
+			[]string{"temperature = 1 in the state, 0.7 now"}},
+		{"learning rate", func(_ *Config, p *polarity.Params) { p.LR = 1e-6 },
+			[]string{"lr = 1 in the state, 1e-06 now"}},
+		{"clip range", func(_ *Config, p *polarity.Params) { p.ClipLow, p.ClipHigh = 0, math.Inf(1) },
+			[]string{"clip_low = 0.2 in the state, 0 now", "clip_high = 0.28 in the state, none now"}},
+		{"natural gradient", func(_ *Config, p *polarity.Params) { p.NaturalGradient = true },
+			[]string{"natural_gradient = false in the state, true now"}},
 	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, saved) {
-		t.Error("a refused state file was modified")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path, saved := newState(t)
+			c2, sig2 := c, sig
+			tc.mod(&c2, &sig2)
+			_, err := NewReweighter(c2, WithStateFile(path), WithSignal(sig2))
+			for _, want := range append([]string{path, "different parameters", "--reset-state"}, tc.want...) {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("got %v, want an error containing %q", err, want)
+				}
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, saved) {
+				t.Error("a refused state file was modified")
+			}
+			// reset starts a new run; the file is replaced at the first step.
+			r := openRun(t, c2, path, WithSignal(sig2), WithReset(true))
+			if _, ok := r.LastStep(); ok {
+				t.Error("reset run has a last step")
+			}
+			stepOutput(t, r, 0)
+			r.Close()
+			r = openRun(t, c2, path, WithSignal(sig2))
+			if last, ok := r.LastStep(); !ok || last != 0 {
+				t.Errorf("reopening the reset run: last step %d, %v; want 0", last, ok)
+			}
+		})
 	}
 
 	// A parameter that does not act on this method (the STEER range of a PAPO run) is not a
 	// different run.
-	irrelevant := c
-	irrelevant.STEER.Min = 0.5
-	if _, err := NewReweighter(irrelevant, path, false); err != nil {
-		t.Errorf("changing an unused parameter: %v", err)
-	}
-
-	// reset starts a new run; the file is replaced at the first step.
-	r, err = NewReweighter(other, path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := r.LastStep(); ok {
-		t.Error("reset run has a last step")
-	}
-	stepOutput(t, r, 0)
-	if _, err := NewReweighter(other, path, false); err != nil {
-		t.Errorf("reopening the reset run: %v", err)
-	}
+	t.Run("unused parameter", func(t *testing.T) {
+		path, _ := newState(t)
+		irrelevant := c
+		irrelevant.STEER.Min = 0.5
+		openRun(t, irrelevant, path, WithSignal(sig))
+	})
+	// A state written without the signal parameters does not match one that records them.
+	t.Run("signal absent", func(t *testing.T) {
+		path, _ := newState(t)
+		if _, err := NewReweighter(c, WithStateFile(path)); err == nil || !strings.Contains(err.Error(), "temperature = 1 in the state, unused now") {
+			t.Errorf("got %v, want the recorded temperature named", err)
+		}
+	})
 }
 
 func TestStateMalformed(t *testing.T) {
 	c := runConfig()
 	good := func() string {
 		path := filepath.Join(t.TempDir(), "s.json")
-		r, err := NewReweighter(c, path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openRun(t, c, path)
 		for k := int64(0); k < 5; k++ {
 			stepOutput(t, r, k)
 		}
+		r.Close()
 		b, _ := os.ReadFile(path)
 		return string(b)
 	}()
+	v1 := `{"format": "papo-run-state", "version": 1, "params": {}, "detector": {"last_step": 3, "last_tokens": 1, ` +
+		`"last_sum_entropy": 1, "observed": 4, "ema": 1, "phi": 0, "window": [1, 1, 1]}}`
 	cases := []struct {
 		name, content, want string
 	}{
@@ -195,23 +230,27 @@ func TestStateMalformed(t *testing.T) {
 		{"not JSON", "ema = 3\n", "malformed"},
 		{"trailing data", good + "{}", "unexpected data after the JSON object"},
 		{"other format", strings.Replace(good, StateFormat, "something-else", 1), `format "something-else"`},
-		{"newer version", strings.Replace(good, `"version": 1`, `"version": 2`, 1), "format version 2, written by a newer papo"},
-		{"old version", strings.Replace(good, `"version": 1`, `"version": 0`, 1), "version 0: want 1"},
-		{"no version", strings.Replace(good, `"version": 1,`, "", 1), "no version"},
-		{"unknown field", strings.Replace(good, `"version": 1,`, `"version": 1, "extra": true,`, 1), `unknown field "extra"`},
-		{"no detector", `{"format": "papo-run-state", "version": 1, "params": {}}`, "no detector state"},
-		{"negative ema", editState(t, good, "ema", -0.5), "ema -0.5"},
-		{"phi out of range", editState(t, good, "phi", 1.5), "phi 1.5"},
-		{"ema as string", editState(t, good, "ema", "0.5"), "malformed"},
-		{"observed too large", editState(t, good, "observed", 99), "observed 99"},
-		{"window too short", editState(t, good, "window", []float64{0.5}), "window has 1 entries"},
-		{"window entry negative", editState(t, good, "window", []float64{0.5, -1, 0.5}), "window[1] = -1"},
-		{"no window", editState(t, good, "window", nil), "no window"},
+		{"newer version", strings.Replace(good, `"version": 2`, `"version": 3`, 1), "format version 3, written by a newer papo"},
+		{"version 1", v1, "format version 1, written by an older papo"},
+		{"old version", strings.Replace(good, `"version": 2`, `"version": 0`, 1), "version 0: want 2"},
+		{"no version", strings.Replace(good, `"version": 2,`, "", 1), "no version"},
+		{"unknown field", strings.Replace(good, `"version": 2,`, `"version": 2, "extra": true,`, 1), `unknown field "extra"`},
+		{"no base", editState(t, good, "", "base", nil), "no base"},
+		{"no steps", editState(t, good, "", "steps", nil), "no steps"},
+		{"negative ema", editState(t, good, "base", "ema", -0.5), "ema -0.5"},
+		{"phi out of range", editState(t, good, "base", "phi", 1.5), "phi 1.5"},
+		{"ema as string", editState(t, good, "base", "ema", "0.5"), "malformed"},
+		{"observed too large", editState(t, good, "base", "observed", 99), "observed 99"},
+		{"window too long", editState(t, good, "base", "window", []float64{0.5}), "window has 1 entries"},
+		{"no window", editState(t, good, "base", "window", nil), "no window"},
+		{"step output edited", editState(t, good, "steps.2", "ema", 0.123), "steps[2] (step 2): recorded ema 0.123"},
+		{"step input edited", editState(t, good, "steps.1", "sum_entropy", 1.5), "steps[1] (step 1): recorded ema"},
+		{"steps out of order", editState(t, good, "steps.3", "step", 1), "steps[3]: step 1 does not come after the last processed step 2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "s.json", tc.content)
-			_, err := NewReweighter(c, path, false)
+			_, err := NewReweighter(c, WithStateFile(path))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("got %v, want an error naming %s and containing %q", err, path, tc.want)
 			}
@@ -219,26 +258,32 @@ func TestStateMalformed(t *testing.T) {
 				t.Error("a malformed state file was modified")
 			}
 			// Only an explicit reset replaces it.
-			r, err := NewReweighter(c, path, true)
-			if err != nil {
-				t.Fatalf("reset: %v", err)
-			}
+			r := openRun(t, c, path, WithReset(true))
 			stepOutput(t, r, 0)
-			if _, err := NewReweighter(c, path, false); err != nil {
-				t.Errorf("after reset: %v", err)
-			}
+			r.Close()
+			openRun(t, c, path)
 		})
 	}
 }
 
-// editState sets detector field key of a state file's JSON to v (removing it when v is nil).
-func editState(t *testing.T, state, key string, v any) string {
+// editState sets field key of the object at dotted path obj ("" for the document, "base",
+// "steps.2") of a state file's JSON to v, removing it when v is nil.
+func editState(t *testing.T, state, obj, key string, v any) string {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(state), &m); err != nil {
 		t.Fatal(err)
 	}
-	d := m["detector"].(map[string]any)
+	d := m
+	if name, index, ok := strings.Cut(obj, "."); ok {
+		i, err := strconv.Atoi(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = m[name].([]any)[i].(map[string]any)
+	} else if obj != "" {
+		d = m[obj].(map[string]any)
+	}
 	if v == nil {
 		delete(d, key)
 	} else {
@@ -253,50 +298,134 @@ func editState(t *testing.T, state, key string, v any) string {
 
 func TestStateDirectoryMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "absent", "state.json")
-	if _, err := NewReweighter(runConfig(), path, false); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := NewReweighter(runConfig(), WithStateFile(path)); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("got %v, want an error saying the directory does not exist", err)
 	}
 }
 
-func TestStepOrderAcrossRestart(t *testing.T) {
+func TestStateHasOneWriter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
+	r := openRun(t, runConfig(), path)
+	if _, err := NewReweighter(runConfig(), WithStateFile(path)); err == nil || !strings.Contains(err.Error(), "held by another process") {
+		t.Fatalf("a second writer of one state: got %v, want the lock refused", err)
+	}
+	r.Close()
+	openRun(t, runConfig(), path) // the lock is free once the first run is closed
+}
+
+// A step that comes again rolls the run back to just before it: the outputs from there on, and
+// the final state, are those of a run that never went further. This is a trainer resuming from
+// a checkpoint.
+func TestRollbackOnRepeatedStep(t *testing.T) {
+	const n = 12
 	c := runConfig()
-	r, err := NewReweighter(c, path, false)
-	if err != nil {
-		t.Fatal(err)
+	want, wantState := reference(t, c, n)
+	tests := []struct {
+		name      string
+		processed []int64 // steps run before the restart
+		resume    int64   // the first step sent after it
+		forgotten int
+	}{
+		{"last step again", []int64{0, 1, 2, 3, 4, 5}, 5, 1},
+		{"back three steps", []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 7, 3},
+		{"back to the start", []int64{0, 1, 2, 3}, 0, 4},
+		{"whole run again", []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 0, 12},
 	}
-	var last []byte
-	for k := int64(0); k < 10; k++ {
-		last, _ = stepOutput(t, r, k)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.json")
+			r := openRun(t, c, path)
+			for _, k := range tc.processed {
+				tok := runStep(k)
+				if k >= tc.resume {
+					tok.Entropy[0] += 0.25 // other data than the reference: the rollback must forget it
+				}
+				if _, err := r.Step(tok, make([]float32, tok.Len()), make([]float64, tok.Len())); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.Close()
+			r = openRun(t, c, path)
+			for k := tc.resume; k < n; k++ {
+				got, res := stepOutput(t, r, k)
+				if k == tc.resume {
+					last := tc.processed[len(tc.processed)-1]
+					if rb := res.Rollback; rb == nil || rb.Step != k || rb.LastStep != last || rb.Forgotten != tc.forgotten {
+						t.Fatalf("step %d: rollback %+v, want step %d, last step %d, %d forgotten", k, rb, k, last, tc.forgotten)
+					}
+				} else if res.Rollback != nil {
+					t.Fatalf("step %d: unexpected rollback %+v", k, res.Rollback)
+				}
+				if !bytes.Equal(got, want[k]) {
+					t.Fatalf("step %d after the rollback differs from the uninterrupted run", k)
+				}
+			}
+			r.Close()
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, wantState) {
+				t.Errorf("final state differs from the uninterrupted run:\n%s\nwant\n%s", got, wantState)
+			}
+		})
 	}
-	r, err = NewReweighter(c, path, false)
-	if err != nil {
-		t.Fatal(err)
+}
+
+func TestRollbackReachesBackAsFarAsTheHistory(t *testing.T) {
+	const n, history = 12, 4
+	c := runConfig()
+	want, _ := reference(t, c, n)
+	path := filepath.Join(t.TempDir(), "state.json")
+	r := openRun(t, c, path, WithHistory(history))
+	for k := int64(0); k < n; k++ {
+		stepOutput(t, r, k)
 	}
-	w := make([]float32, runStep(0).Len())
-	at := make([]float64, len(w))
-	for _, k := range []int64{0, 7} {
-		_, err := r.Step(runStep(k), w, at)
-		var oe *StepOrderError
-		if !errors.As(err, &oe) || !strings.Contains(err.Error(), fmt.Sprintf("step %d was already processed (state last step 9)", k)) ||
-			!strings.Contains(err.Error(), "start from step 10") {
-			t.Errorf("step %d after a restart at 9: got %v", k, err)
+	if h := r.History(); len(h) != history || h[0].Step != n-history {
+		t.Fatalf("history %+v: want the last %d steps", h, history)
+	}
+	var he *HistoryError
+	tok := runStep(n - history - 1)
+	_, err := r.Step(tok, make([]float32, tok.Len()), make([]float64, tok.Len()))
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "remembers steps 8 … 11 only") {
+		t.Fatalf("step 7 after a history of 8 … 11: got %v, want a HistoryError", err)
+	}
+	if last, _ := r.LastStep(); last != n-1 {
+		t.Fatalf("a refused rollback changed the last step to %d", last)
+	}
+	// The oldest step the history holds can come again.
+	for k := int64(n - history); k < n; k++ {
+		if got, _ := stepOutput(t, r, k); !bytes.Equal(got, want[k]) {
+			t.Fatalf("step %d after rolling back to the history's start differs", k)
 		}
 	}
-	// The last step again, with its data: a replay with the same outputs.
-	got, res := stepOutput(t, r, 9)
-	if !res.Replayed || !bytes.Equal(got, last) {
-		t.Errorf("replay of step 9: Replayed = %v, same output = %v", res.Replayed, bytes.Equal(got, last))
+	// A longer history in the file than asked for is trimmed on load.
+	r.Close()
+	r = openRun(t, c, path, WithHistory(2))
+	if h := r.History(); len(h) != 2 || h[0].Step != n-2 {
+		t.Errorf("history after reopening with 2: %+v", h)
 	}
-	// The last step with other data is refused.
-	tok := runStep(9)
-	tok.Entropy[3] += 0.5
-	tok.Trained[3] = true
-	if _, err := r.Step(tok, w, at); err == nil || !strings.Contains(err.Error(), "not a replay") {
-		t.Errorf("step 9 with other data: got %v", err)
+}
+
+func TestExplicitRollback(t *testing.T) {
+	const n = 10
+	c := runConfig()
+	want, _ := reference(t, c, n)
+	path := filepath.Join(t.TempDir(), "state.json")
+	r := openRun(t, c, path)
+	for k := int64(0); k < n; k++ {
+		stepOutput(t, r, k)
 	}
-	if next, _ := stepOutput(t, r, 10); next == nil {
-		t.Error("step 10 after the refusals failed")
+	if rb, err := r.Rollback(n); rb != nil || err != nil {
+		t.Errorf("Rollback after the last step: %+v, %v; want nothing to do", rb, err)
+	}
+	rb, err := r.Rollback(6)
+	if err != nil || rb == nil || rb.Forgotten != 4 {
+		t.Fatalf("Rollback(6): %+v, %v", rb, err)
+	}
+	r.Close()
+	r = openRun(t, c, path) // the rollback was saved
+	if last, _ := r.LastStep(); last != 5 {
+		t.Fatalf("after Rollback(6) and a restart, last step %d, want 5", last)
+	}
+	if got, res := stepOutput(t, r, 6); !bytes.Equal(got, want[6]) || res.Rollback != nil {
+		t.Errorf("step 6 after an explicit rollback: same output %v, rollback %+v", bytes.Equal(got, want[6]), res.Rollback)
 	}
 }
 
@@ -305,23 +434,22 @@ func TestSaveFailureKeepsState(t *testing.T) {
 	c := runConfig()
 	want, wantState := reference(t, c, n)
 	path := filepath.Join(t.TempDir(), "state.json")
-	r, err := NewReweighter(c, path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openRun(t, c, path)
 	for k := int64(0); k < 5; k++ {
 		stepOutput(t, r, k)
 	}
 	before, _ := os.ReadFile(path)
-	testHookBeforeRename = func(string) error { return errors.New("injected failure before rename") }
-	tok := runStep(5)
-	_, err = r.Step(tok, make([]float32, tok.Len()), make([]float64, tok.Len()))
-	testHookBeforeRename = nil
-	if err == nil || !strings.Contains(err.Error(), "injected failure") || !strings.Contains(err.Error(), "step 5") {
-		t.Fatalf("got %v, want the injected failure at step 5", err)
+	// A directory in the state's place makes the save's rename fail.
+	if err := os.Rename(path, path+".saved"); err != nil {
+		t.Fatal(err)
 	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
-		t.Error("a failed save changed the state file")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tok := runStep(5)
+	_, err := r.Step(tok, make([]float32, tok.Len()), make([]float64, tok.Len()))
+	if err == nil || !strings.Contains(err.Error(), "step 5") || !strings.Contains(err.Error(), "rename") {
+		t.Fatalf("got %v, want the failed save of step 5", err)
 	}
 	if last, _ := r.LastStep(); last != 4 {
 		t.Errorf("after a failed save LastStep = %d, want 4", last)
@@ -329,13 +457,115 @@ func TestSaveFailureKeepsState(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".state.json.tmp-*")); len(m) != 0 {
 		t.Errorf("temporary files left after a failed save: %v", m)
 	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".saved", path); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+		t.Error("a failed save changed the state file")
+	}
 	for k := int64(5); k < n; k++ { // the retry computes what an uninterrupted run does
 		if got, _ := stepOutput(t, r, k); !bytes.Equal(got, want[k]) {
 			t.Fatalf("step %d after the failed save differs", k)
 		}
 	}
+	r.Close()
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, wantState) {
 		t.Error("final state differs from the uninterrupted run")
+	}
+}
+
+// With WithDeferredSave the state changes only with Commit, and together with the files given
+// to it; a run closed without Commit leaves the state as it was.
+func TestDeferredSave(t *testing.T) {
+	const n = 6
+	c := runConfig()
+	_, wantState := reference(t, c, n)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	out := filepath.Join(dir, "out.bin")
+
+	r := openRun(t, c, path, WithDeferredSave())
+	for k := int64(0); k < 3; k++ {
+		stepOutput(t, r, k)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a deferred run saved its state before Commit: %v", err)
+	}
+	r.Close() // no Commit: as if the run failed
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("closing an uncommitted run saved its state: %v", err)
+	}
+
+	r = openRun(t, c, path, WithDeferredSave())
+	for k := int64(0); k < n; k++ {
+		stepOutput(t, r, k)
+	}
+	f, err := atomicfile.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("output of steps 0-5")
+	if err := r.Commit(f); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, wantState) {
+		t.Errorf("committed state differs from an autosaved run's:\n%s\nwant\n%s", got, wantState)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "output of steps 0-5" {
+		t.Errorf("output %q", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3 { // out.bin, state.json, state.json.lock
+		t.Errorf("directory after a commit: %v; want output, state and lock only", entries)
+	}
+}
+
+// A commit that a crash interrupted after its journal was written is finished when the state is
+// next opened (the crash points themselves are tested in internal/atomicfile).
+func TestOpenFinishesAnInterruptedCommit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	out := filepath.Join(dir, "out.bin")
+	r := openRun(t, runConfig(), path, WithDeferredSave())
+	stepOutput(t, r, 0)
+	f, _ := atomicfile.Create(out)
+	f.WriteString("step 0")
+	state, err := r.stageState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// The journal of CommitAll, written by hand: the process "died" before any rename.
+	journal, _ := json.Marshal(map[string]any{"format": "papo-commit-journal", "version": 1, "files": []map[string]string{
+		{"temp": f.TempPath(), "path": out}, {"temp": state.TempPath(), "path": path}}})
+	if err := os.WriteFile(path+".commit", journal, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the output exists before recovery")
+	}
+	r = openRun(t, runConfig(), path)
+	if !r.Recovered() {
+		t.Error("Recovered() is false after finishing a journal")
+	}
+	if last, ok := r.LastStep(); !ok || last != 0 {
+		t.Errorf("after recovery the last step is %d, %v; want 0", last, ok)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "step 0" {
+		t.Errorf("output after recovery: %q", got)
+	}
+	if _, err := os.Stat(path + ".commit"); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the journal is still there after recovery")
 	}
 }
 
@@ -344,11 +574,8 @@ func TestObserveOnly(t *testing.T) {
 	// one that hands papo the tokens, and the state survives a restart the same way.
 	c := runConfig()
 	path := filepath.Join(t.TempDir(), "state.json")
-	r, err := NewReweighter(c, path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := NewReweighter(c, "", false)
+	r := openRun(t, c, path)
+	ref, err := NewReweighter(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,9 +587,8 @@ func TestObserveOnly(t *testing.T) {
 		b := (&StepTokens{Entropy: tok.Entropy[h:], Trained: tok.Trained[h:], Advantage: tok.Advantage[h:]}).EntropySum()
 		a.Merge(b)
 		if k == 6 {
-			if r, err = NewReweighter(c, path, false); err != nil {
-				t.Fatal(err)
-			}
+			r.Close()
+			r = openRun(t, c, path)
 		}
 		ph, err := r.Observe(k, a)
 		if err != nil {
@@ -376,6 +602,11 @@ func TestObserveOnly(t *testing.T) {
 		if math.Abs(ph.Phi-res.Phase) > 1e-12 || math.Abs(ph.EMA-res.EMA) > 1e-12*res.EMA {
 			t.Errorf("step %d: pre-reduced φ = %v, E = %v; token rows φ = %v, E = %v", k, ph.Phi, ph.EMA, res.Phase, res.EMA)
 		}
+	}
+	// Observe rolls back like Step.
+	ph, err := r.Observe(10, EntropySum{Sum: 5, Tokens: 10})
+	if err != nil || ph.Rollback == nil || ph.Rollback.Forgotten != 2 {
+		t.Errorf("Observe(10) after step 11: %+v, %v; want a rollback forgetting 2 steps", ph, err)
 	}
 	// GlobalEntropy makes one rank's Step use the all-rank figure.
 	tok := runStep(12)

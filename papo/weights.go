@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 // StepTokens is one training step's per-token results: every valid token of every
@@ -26,9 +28,10 @@ type StepTokens struct {
 	OldLogprob    []float32 // log π_old(a); nil when the input has none
 	HasOldLogprob []bool    // nil with OldLogprob set: every token has one
 
-	// ClipLow and ClipHigh are PPO's ε_low and ε_high, used by Clip-Cov to leave out tokens
-	// whose ratio PPO clips (they carry no gradient). 0 (the zero value) or +Inf: no clipping.
-	ClipLow, ClipHigh float64
+	// Clip is PPO's clip range, used by Clip-Cov to leave out tokens whose ratio PPO clips
+	// (they carry no gradient); nil: PPO does not clip. ε = 0 is a range of zero width, as
+	// everywhere in papo (polarity.ClipRange).
+	Clip *polarity.ClipRange
 
 	// GlobalEntropy, when set, is the step's entropy summed over all data-parallel ranks (a
 	// trainer's own all-reduce of EntropySum); the phase uses it instead of this slice's tokens.
@@ -112,8 +115,8 @@ func (t *StepTokens) check(method string) error {
 	if t.HasOldLogprob != nil && t.OldLogprob == nil {
 		return fmt.Errorf("step %d: has_old_logprob is set without old_logprob", t.Step)
 	}
-	if !(t.ClipLow >= 0) || !(t.ClipHigh >= 0) {
-		return fmt.Errorf("step %d: PPO clip range (%v, %v): want values ≥ 0 (0 or +Inf for none)", t.Step, t.ClipLow, t.ClipHigh)
+	if c := t.Clip; c != nil && (!(c.Low >= 0) || !(c.High >= 0)) {
+		return fmt.Errorf("step %d: PPO clip range (%v, %v): want values ≥ 0 (+Inf: that side is not clipped)", t.Step, c.Low, c.High)
 	}
 	if g := t.GlobalEntropy; g != nil && (g.Tokens < 0 || !finite(g.Sum) || g.Sum < 0) {
 		return fmt.Errorf("step %d: global entropy sum %v over %d tokens: want a finite sum ≥ 0 and a count ≥ 0", t.Step, g.Sum, g.Tokens)
@@ -378,14 +381,10 @@ func selectCount(ratio float64, n int) int {
 // ppoClipped reports whether PPO's clipped surrogate has no gradient for token i: r > 1+ε_high
 // with A > 0, or r < 1−ε_low with A < 0.
 func ppoClipped(tok *StepTokens, i int) bool {
-	if !tok.hasOld(i) {
+	if tok.Clip == nil || !tok.hasOld(i) {
 		return false
 	}
-	r := math.Exp(float64(tok.Logprob[i]) - float64(tok.OldLogprob[i]))
-	a := tok.Advantage[i]
-	hi, lo := tok.ClipHigh, tok.ClipLow
-	return (a > 0 && hi > 0 && !math.IsInf(hi, 1) && r > 1+hi) ||
-		(a < 0 && lo > 0 && !math.IsInf(lo, 1) && r < 1-lo)
+	return tok.Clip.Clipped(tok.Advantage[i], math.Exp(float64(tok.Logprob[i])-float64(tok.OldLogprob[i])))
 }
 
 // clipCovWeights detaches (w = 0) max(⌊ratio·N⌋, 1) tokens drawn at random among those with

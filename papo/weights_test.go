@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 // weightTol: expected weights are written to 15–16 significant digits and computed with a
@@ -166,15 +168,32 @@ func TestBaselinesHandComputed(t *testing.T) {
 		}
 	})
 	t.Run("clip-cov skips tokens PPO clips", func(t *testing.T) {
-		c := DefaultConfig()
-		c.Method, c.ClipCov.Ratio = MethodClipCov, 0.5
-		tok := covTokens()
-		// Token 0: r = e^{0.5} ≈ 1.65 > 1 + 0.2 with A > 0: clipped, so not a candidate.
-		tok.OldLogprob, tok.HasOldLogprob = []float32{-1.5, 0, 0, 0}, []bool{true, false, false, false}
-		tok.ClipLow, tok.ClipHigh = 0.2, 0.2
-		w, _, _ := runApply(t, c, 0, tok)
-		if w[0] != 1 || w[1] != 0 || countZeros(w) != 1 {
-			t.Errorf("weights %v: want only token 1 detached", w)
+		// Token 0 has r = e^{0.5} ≈ 1.65 with A > 0. ε = 0 is a zero-width range, as in
+		// polarity.Finish: it clips token 0 like ε = 0.2 does; only no clip range (nil) or
+		// ε_high = +Inf leaves it a candidate.
+		inf := math.Inf(1)
+		for _, tc := range []struct {
+			name    string
+			clip    *polarity.ClipRange
+			clipped bool
+		}{
+			{"ε = 0.2", &polarity.ClipRange{Low: 0.2, High: 0.2}, true},
+			{"ε = 0", &polarity.ClipRange{}, true},
+			{"ε_high = +Inf", &polarity.ClipRange{Low: 0, High: inf}, false},
+			{"no clip range", nil, false},
+		} {
+			c := DefaultConfig()
+			c.Method, c.ClipCov.Ratio = MethodClipCov, 0.5
+			tok := covTokens()
+			tok.OldLogprob, tok.HasOldLogprob = []float32{-1.5, 0, 0, 0}, []bool{true, false, false, false}
+			tok.Clip = tc.clip
+			w, _, _ := runApply(t, c, 0, tok)
+			switch {
+			case tc.clipped && (w[0] != 1 || w[1] != 0 || countZeros(w) != 1):
+				t.Errorf("%s: weights %v: want only token 1 detached", tc.name, w)
+			case !tc.clipped && (w[0] != 0 || w[1] != 0 || countZeros(w) != 2):
+				t.Errorf("%s: weights %v: want tokens 0 and 1 detached", tc.name, w)
+			}
 		}
 	})
 	t.Run("kl-cov", func(t *testing.T) {
@@ -310,7 +329,7 @@ func TestApplyRejectsBadTokens(t *testing.T) {
 		{"short column", MethodPAPO, func(t *StepTokens) { t.Polarity = t.Polarity[:1] }, "column polarity has 1 values, advantage has 2"},
 		{"missing polarity", MethodPAPO, func(t *StepTokens) { t.Polarity = nil }, "needs the polarity column"},
 		{"missing logprob", MethodClipCov, func(t *StepTokens) { t.Logprob = nil }, "needs the logprob column"},
-		{"negative clip", MethodClipCov, func(t *StepTokens) { t.ClipLow = -0.2 }, "PPO clip range"},
+		{"negative clip", MethodClipCov, func(t *StepTokens) { t.Clip = &polarity.ClipRange{Low: -0.2} }, "PPO clip range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -334,7 +353,7 @@ func TestApplyRejectsBadTokens(t *testing.T) {
 }
 
 // randomStep draws a step of n tokens with a mix of polarities, masks, tokens without advantage
-// and PPO-clipped tokens (ΔĤ = 0), and ΔĤ = c·r·P with c > 0 as in MATH.md §2.
+// and PPO-clipped tokens (ΔĤ = 0), and ΔĤ = c·r·P with c > 0 as in docs/MATH.md §2.
 func randomStep(rng *rand.Rand, n int) *StepTokens {
 	tok := &StepTokens{Step: int64(rng.IntN(1000)), Advantage: make([]float64, n), HasAdvantage: make([]bool, n),
 		Trained: make([]bool, n), Entropy: make([]float32, n), Logprob: make([]float32, n),
@@ -446,7 +465,7 @@ func TestBaselineProperties(t *testing.T) {
 			for i := range tok.OldLogprob {
 				tok.OldLogprob[i] = tok.Logprob[i] + float32(0.3*rng.NormFloat64())
 			}
-			tok.ClipLow, tok.ClipHigh = 0.2, 0.28
+			tok.Clip = &polarity.ClipRange{Low: 0.2, High: 0.28}
 		}
 		for _, m := range Methods() {
 			c := DefaultConfig()

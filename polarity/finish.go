@@ -76,7 +76,7 @@ func Finish(b *Batch, i int, p Params, entropy, logpi, sampled, correction float
 			return o, nil // r = 0
 		}
 		ratio = math.Exp(logpi - old)
-		if (adv > 0 && ratio > 1+p.ClipHigh) || (adv < 0 && ratio < 1-p.ClipLow) {
+		if p.Clip().Clipped(adv, ratio) {
 			return o, nil
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 )
 
 // Dtype is the element type of a logits row.
@@ -104,7 +106,8 @@ func (b *Batch) HasOldLogprob(i int) bool {
 type Params struct {
 	Temperature float64 // τ > 0; logits are divided by it
 	LR          float64 // η, scales the predicted entropy change
-	// ClipLow and ClipHigh are PPO's ε_low and ε_high; +Inf means no clipping.
+	// ClipLow and ClipHigh are PPO's ε_low and ε_high, with ClipRange's meaning: +Inf means
+	// no clipping, 0 a clip range of zero width.
 	ClipLow, ClipHigh float64
 	// NaturalGradient selects T_npg = −(log π_a + H) instead of T = C − S_a.
 	NaturalGradient bool
@@ -113,6 +116,47 @@ type Params struct {
 // DefaultParams are τ = 1, η = 1, no clipping.
 func DefaultParams() Params {
 	return Params{Temperature: 1, LR: 1, ClipLow: math.Inf(1), ClipHigh: math.Inf(1)}
+}
+
+// Clip is the PPO clip range of p.
+func (p Params) Clip() ClipRange { return ClipRange{Low: p.ClipLow, High: p.ClipHigh} }
+
+// ClipRange is PPO's clip range: the surrogate clips the probability ratio r = π/π_old to
+// [1 − Low, 1 + High]. Each ε has one meaning everywhere in papo (flags, schema metadata,
+// run state, the CUDA kernels): +Inf never clips that side, and 0 is a range of zero width,
+// which clips a token as soon as its ratio moves past 1 in its advantage's direction.
+type ClipRange struct{ Low, High float64 }
+
+// NoClip is the clip range that never clips.
+func NoClip() ClipRange { return ClipRange{Low: math.Inf(1), High: math.Inf(1)} }
+
+// Clipped reports whether PPO's clipped surrogate gives a token with advantage adv and ratio
+// r no gradient: adv > 0 and r > 1 + High, or adv < 0 and r < 1 − Low.
+func (c ClipRange) Clipped(adv, r float64) bool {
+	return (adv > 0 && r > 1+c.High) || (adv < 0 && r < 1-c.Low)
+}
+
+// ParseEpsilon reads one PPO ε as flags and schema metadata write it: a number ≥ 0, or
+// "none" (also "inf", "+Inf", "infinity" and the empty string) for no clipping.
+func ParseEpsilon(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "", "none", "inf", "+inf", "infinity", "+infinity":
+		return math.Inf(1), nil
+	}
+	e, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(e >= 0) {
+		return 0, fmt.Errorf("%q: want a number ≥ 0, or \"none\" for no clipping", s)
+	}
+	return e, nil
+}
+
+// FormatEpsilon writes ε so that ParseEpsilon reads it back exactly ("none" for +Inf).
+func FormatEpsilon(e float64) string {
+	if math.IsInf(e, 1) {
+		return "none"
+	}
+	return strconv.FormatFloat(e, 'g', -1, 64)
 }
 
 // Validate reports a parameter outside its domain.

@@ -2,19 +2,43 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/entropy-polarity/papo/internal/atomicfile"
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/polarity"
+	"github.com/entropy-polarity/papo/run"
 )
 
-// runAnalyze implements `papo analyze` and, with reweight, `papo reweight`: the same
-// pipeline, with the reweighting method off (weights 1) for analyze.
+// epsilonFlag is a PPO ε on the command line: a number ≥ 0, or "none" for no clipping.
+type epsilonFlag struct{ v *float64 }
+
+func (e epsilonFlag) String() string {
+	if e.v == nil {
+		return ""
+	}
+	return polarity.FormatEpsilon(*e.v)
+}
+
+func (e epsilonFlag) Set(s string) error {
+	v, err := polarity.ParseEpsilon(s)
+	if err != nil {
+		return err
+	}
+	*e.v = v
+	return nil
+}
+
+// runAnalyze implements `papo analyze` and, with reweight, `papo reweight`: the run pipeline
+// (package run) wired to files, with the reweighting method off (weights 1) for analyze.
 func runAnalyze(env *environment, args []string, reweight bool) error {
 	name, synopsis := "analyze", "IN [-o OUT] [flags]"
 	if reweight {
@@ -27,16 +51,19 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	threads := fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
 	temperature := fs.Float64("temperature", 0, "sampling temperature τ (default: the file's papo.temperature, else 1)")
 	lr := fs.Float64("lr", 0, "learning rate η for predicted ΔH (default: the file's papo.lr, else 1)")
-	clipLow := fs.Float64("clip-low", 0, "PPO ε_low (default: the file's papo.clip_low, else no clipping)")
-	clipHigh := fs.Float64("clip-high", 0, "PPO ε_high (default: the file's papo.clip_high, else no clipping)")
+	var clipLow, clipHigh float64
+	fs.Var(epsilonFlag{&clipLow}, "clip-low", "PPO ε_low: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_low, else none)")
+	fs.Var(epsilonFlag{&clipHigh}, "clip-high", "PPO ε_high: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_high, else none)")
 	npg := fs.Bool("natural-gradient", false, "use the natural-gradient polarity factor T_npg = −(log π_a + H)")
 	quiet := fs.Bool("quiet", false, "no progress bar and no summary table")
 	cfg := papo.DefaultConfig()
 	var statePath, configPath *string
 	var resetState *bool
+	var history *int
 	if reweight {
-		statePath = fs.String("state", "", "run state file (phase EMA and history); loaded at start, saved atomically after every step")
-		resetState = fs.Bool("reset-state", false, "start afresh even if --state holds a state written with other parameters")
+		statePath = fs.String("state", "", "run state file (phase EMA and the last steps' history); loaded at start, committed with the outputs at the end")
+		resetState = fs.Bool(papo.FlagResetState, false, "start afresh even if --state holds a state written with other parameters")
+		history = fs.Int("state-history", papo.DefaultHistory, "steps the run state remembers, so that a step that comes again can roll the run back")
 		configPath = fs.String("config", "", "reweighting parameters from a .toml or .json file (flags given on the command line win)")
 		cfg.RegisterFlags(fs)
 	}
@@ -62,7 +89,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 			}
 		}
 	} else {
-		cfg.Method = "none"
+		cfg.Method = papo.MethodNone
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
@@ -90,84 +117,148 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 		params.LR = *lr
 	}
 	if flagWasSet(fs, "clip-low") {
-		params.ClipLow = *clipLow
+		params.ClipLow = clipLow
 	}
 	if flagWasSet(fs, "clip-high") {
-		params.ClipHigh = *clipHigh
+		params.ClipHigh = clipHigh
 	}
 	params.NaturalGradient = *npg
 	if err := params.Validate(); err != nil {
 		return usagef("%v", err)
 	}
 
+	// The run state changes only at the end, together with the outputs.
+	opts := []papo.Option{papo.WithSignal(params), papo.WithDeferredSave()}
 	state := ""
-	reset := false
 	if reweight {
-		state, reset = *statePath, *resetState
+		state = *statePath
+		opts = append(opts, papo.WithReset(*resetState), papo.WithHistory(*history))
 	}
-	rw, err := papo.NewReweighter(cfg, state, reset)
+	if state != "" {
+		opts = append(opts, papo.WithStateFile(state))
+	}
+	rw, err := papo.NewReweighter(cfg, opts...)
 	if err != nil {
 		return err
 	}
+	defer rw.Close()
+	if rw.Recovered() {
+		fmt.Fprintf(env.stderr, "papo %s: %s: finished the commit of a run that was interrupted while committing\n", name, state)
+	}
+	if state != "" {
+		// The state's lock makes this run the only writer of its outputs: remove what a killed
+		// run left half-written beside them.
+		for _, p := range []string{*out, *summaryPath} {
+			if p != "" && p != "-" {
+				if err := atomicfile.RemoveStale(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
 
-	p := &pipeline{name: displayName(in), mem: mem, engine: engine, params: params, rw: rw}
 	// The summary table goes to stdout unless stdout carries the data.
 	table := env.stdout
 	if *out == "-" {
 		table = env.stderr
 	}
+	var w *papoio.Writer
+	schema := papoio.OutputSchema(r.Schema())
 	if *out != "" {
-		p.schema = papoio.OutputSchema(r.Schema())
-		p.out, err = papoio.Create(*out, p.schema, mem)
-		if err != nil {
+		if w, err = papoio.Create(*out, schema, mem); err != nil {
 			return err
 		}
-		defer p.out.Abort() // no-op after Close: a failed run leaves no partial output
+		defer w.Abort() // no-op after Finish: a failed run leaves no partial output
 	}
+	sink := run.NewOutput(w, schema, mem, func(s *run.StepReport) error {
+		if rb := s.Reweight.Rollback; rb != nil {
+			fmt.Fprintf(env.stderr, "papo %s: %s: %v\n", name, displayName(state), rb)
+		}
+		return nil
+	})
+	p, err := run.New(run.Config{Name: displayName(in), Engine: engine, Params: params, Reweighter: rw,
+		RequireAdvantage: reweight, Mem: mem}, sink)
+	if err != nil {
+		return err
+	}
+	defer p.Abort()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prog := newProgress(env.stderr, in, *quiet)
 	start := time.Now()
 	var bytesRead int64
 	for r.Next() {
 		b := r.Batch()
-		if err := p.add(ctx, b); err != nil {
-			p.close()
-			return err
+		if err := p.Add(ctx, b); err != nil {
+			return interrupted(err, state)
 		}
 		bytesRead += int64(b.Input.Rows()) * int64(b.Input.Logits.V) * int64(b.Input.Logits.Dtype.Size())
-		prog.update(p.rows, bytesRead)
+		prog.update(p.Rows(), bytesRead)
+		env.reached("batch")
 	}
 	if err := r.Err(); err != nil {
-		p.close()
 		return err
 	}
-	if p.rows == 0 {
-		return fmt.Errorf("%s: the input has no token rows", displayName(in))
-	}
-	if err := p.close(); err != nil {
-		return err
+	if err := p.Close(ctx); err != nil {
+		return interrupted(err, state)
 	}
 	elapsed := time.Since(start)
 	prog.done()
-	if p.out != nil {
-		if err := p.out.Close(); err != nil {
+	env.reached("closed")
+
+	var files []*atomicfile.File
+	if w != nil {
+		f, err := w.Finish()
+		if err != nil {
 			return err
+		}
+		if f != nil {
+			files = append(files, f)
 		}
 	}
 	if *summaryPath != "" {
-		if err := papoio.WriteSummary(*summaryPath, p.summaries, mem); err != nil {
+		f, err := papoio.FinishSummary(*summaryPath, sink.Summaries(), mem)
+		if err != nil {
+			for _, f := range files {
+				f.Abort()
+			}
 			return err
 		}
+		if f != nil {
+			files = append(files, f)
+		}
 	}
+	env.reached("finished")
+	if err := ctx.Err(); err != nil { // a Ctrl-C that came while the outputs were finished
+		for _, f := range files {
+			f.Abort()
+		}
+		return interrupted(err, state)
+	}
+	if err := rw.Commit(files...); err != nil {
+		return err
+	}
+	env.reached("committed")
 	if !*quiet {
-		printSummary(table, p.summaries, reweight, cfg.Method)
+		printSummary(table, sink.Summaries(), reweight, cfg.Method)
 	}
 	secs := elapsed.Seconds()
 	fmt.Fprintf(env.stderr, "papo: %d tokens × V=%d (%s) in %.2fs on engine %s: %.0f tokens/s, %.2f GB/s of logits\n",
-		p.rows, meta.V, meta.Dtype, secs, engine.Name(), float64(p.rows)/secs, float64(bytesRead)/secs/1e9)
+		p.Rows(), meta.V, meta.Dtype, secs, engine.Name(), float64(p.Rows())/secs, float64(bytesRead)/secs/1e9)
 	return nil
+}
+
+// interrupted says what a cancelled run left behind: nothing.
+func interrupted(err error, state string) error {
+	if !errors.Is(err, context.Canceled) {
+		return err
+	}
+	msg := "interrupted: no output was written"
+	if state != "" {
+		msg += " and the run state " + state + " is unchanged"
+	}
+	return errors.New(msg)
 }
 
 func displayName(path string) string {

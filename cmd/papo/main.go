@@ -43,18 +43,23 @@ func main() {
 	// PAPO_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool pprof`).
 	if path := os.Getenv("PAPO_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
-			code := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+			code := execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 			pprof.StopCPUProfile()
 			f.Close()
 			os.Exit(code)
 		}
 		fmt.Fprintf(os.Stderr, "papo: cannot write the CPU profile to %s\n", path)
 	}
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run is main without the process: it returns the exit status.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+// execute is main without the process: it returns the exit status.
+func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return executeIn(&environment{stdin: stdin, stdout: stdout, stderr: stderr}, args)
+}
+
+func executeIn(env *environment, args []string) (code int) {
+	stderr, stdout := env.stderr, env.stdout
 	defer func() {
 		// A panic is a bug in papo, never the user's fault; say so in one line instead of a
 		// trace (PAPO_DEBUG=1 keeps the trace for whoever fixes it).
@@ -70,7 +75,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		fmt.Fprint(stderr, usageText)
 		return 2
 	}
-	env := &environment{stdin: stdin, stdout: stdout, stderr: stderr}
 	var err error
 	switch args[0] {
 	case "gen":
@@ -110,6 +114,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 type environment struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// at, when set (tests only), is called at the named points of a run ("batch" after each
+	// batch, "closed", "finished", "committed"); the transaction tests kill the process there.
+	at func(point string)
+}
+
+func (e *environment) reached(point string) {
+	if e.at != nil {
+		e.at(point)
+	}
 }
 
 func versionString() string {

@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -22,7 +23,7 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(args, strings.NewReader(""), &stdout, &stderr)
+	code := execute(args, strings.NewReader(""), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -351,9 +352,13 @@ func TestReweightStateAcrossRuns(t *testing.T) {
 	// Run 1 saves the state after steps 0–1; run 2, a new process in real life, resumes it.
 	state := filepath.Join(dir, "s2.json")
 	part1, part2 := filepath.Join(dir, "part1.arrow"), filepath.Join(dir, "part2.arrow")
+	var afterFirst []byte
 	for _, r := range [][2]string{{first, part1}, {second, part2}} {
 		if code, _, stderr := runCLI(t, append([]string{"reweight", r[0], "-o", r[1], "--state", state}, flags...)...); code != 0 {
 			t.Fatalf("reweight %s: %s", r[0], stderr)
+		}
+		if afterFirst == nil {
+			afterFirst, _ = os.ReadFile(state)
 		}
 	}
 	got := readColumns(t, part1, "weight", "reweighted_advantage")
@@ -369,16 +374,34 @@ func TestReweightStateAcrossRuns(t *testing.T) {
 			}
 		}
 	}
-	// Feeding steps the state has already seen is refused, and names the step.
-	code, _, stderr = runCLI(t, append([]string{"reweight", first, "-o", filepath.Join(dir, "again.arrow"), "--state", state}, flags...)...)
-	if code != 1 || !strings.Contains(stderr, "step 0") {
-		t.Fatalf("replaying steps 0–1 on a state at step 3: exit %d: %s", code, stderr)
+	// Steps the state has already seen (a trainer resumed from a checkpoint) roll the run back
+	// to just before the first of them, and say so: the output and the state are those of the
+	// first run.
+	again := filepath.Join(dir, "again.arrow")
+	code, _, stderr = runCLI(t, append([]string{"reweight", first, "-o", again, "--state", state}, flags...)...)
+	if code != 0 || !strings.Contains(stderr, "step 0 comes again: the run state goes back to just before it, forgetting 4 processed step(s) (0 … 3)") {
+		t.Fatalf("steps 0–1 on a state at step 3: exit %d: %s", code, stderr)
+	}
+	if a, b := readFileBytes(t, again), readFileBytes(t, part1); !bytes.Equal(a, b) {
+		t.Error("steps 0–1 after a rollback: the output differs from the first run's")
+	}
+	if got := readFileBytes(t, state); !bytes.Equal(got, afterFirst) {
+		t.Errorf("steps 0–1 after a rollback: the state differs from the first run's:\n%s\nwant\n%s", got, afterFirst)
 	}
 	// Other parameters against the saved state are refused unless --reset-state.
 	code, _, stderr = runCLI(t, "reweight", all, "-o", filepath.Join(dir, "other.arrow"), "--state", state, "--device", "cpu", "--quiet", "--lambda", "0.3", "--phase-mode", "target", "--target-entropy", "2")
 	if code == 0 || !strings.Contains(stderr, "lambda") {
 		t.Fatalf("changed λ against a saved state: exit %d: %s", code, stderr)
 	}
+}
+
+func readFileBytes(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // splitBySteps copies the batches of in with step < cut to a, the others to b.
@@ -420,5 +443,64 @@ func splitBySteps(t *testing.T, in, a, b string, cut int64) {
 	}
 	if err := wb.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestReweightNeedsAdvantages(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.arrow")
+	if err := testinput.WriteFile(in, testinput.Spec{V: 17, Steps: testinput.StepRows(8, 0, 1), NoAdvantage: true}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.arrow")
+	code, _, stderr := runCLI(t, "reweight", in, "-o", out, "--state", filepath.Join(dir, "s.json"), "--device", "cpu")
+	if code != 1 || !strings.Contains(stderr, in+": the input has no advantage column") {
+		t.Errorf("reweight without advantages: exit %d, stderr %s", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("reweight without advantages wrote an output")
+	}
+	if code, _, stderr := runCLI(t, "analyze", in, "-o", out, "--device", "cpu", "--quiet"); code != 0 {
+		t.Errorf("analyze without advantages: exit %d: %s", code, stderr)
+	}
+}
+
+// The run state records τ, η, the clip range and the natural-gradient choice, wherever they
+// come from (flags or the file's metadata), and refuses a run that changes one.
+func TestStateRecordsSignalParameters(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.arrow")
+	spec := testinput.Spec{V: 17, Steps: testinput.StepRows(8, 0, 1), Meta: map[string]string{papoio.MetaClipHigh: "0.28"}}
+	if err := testinput.WriteFile(in, spec); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "s.json")
+	base := []string{"reweight", in, "-o", filepath.Join(dir, "out.arrow"), "--state", state, "--device", "cpu", "--quiet"}
+	if code, _, stderr := runCLI(t, base...); code != 0 {
+		t.Fatalf("first run: %s", stderr)
+	}
+	tests := []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--temperature", "0.7"}, "temperature = 1 in the state, 0.7 now"},
+		{[]string{"--lr", "1e-6"}, "lr = 1 in the state, 1e-06 now"},
+		{[]string{"--clip-high", "none"}, "clip_high = 0.28 in the state, none now"},
+		{[]string{"--clip-low", "0"}, "clip_low = none in the state, 0 now"},
+		{[]string{"--natural-gradient"}, "natural_gradient = false in the state, true now"},
+		{[]string{"--method", "steer"}, "method = papo in the state, steer now"},
+	}
+	for _, tc := range tests {
+		code, _, stderr := runCLI(t, append(slices.Clone(base), tc.flags...)...)
+		if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "--reset-state") {
+			t.Errorf("%v against the state: exit %d, stderr %s; want %q", tc.flags, code, stderr, tc.want)
+		}
+	}
+	// The same values spelled as flags are the same run.
+	if code, _, stderr := runCLI(t, append(slices.Clone(base), "--clip-high", "0.28", "--temperature", "1")...); code != 0 {
+		t.Errorf("the recorded values as flags: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, append(slices.Clone(base), "--clip-low", "-1")...); code != 2 || !strings.Contains(stderr, "clip-low") {
+		t.Errorf("--clip-low -1: exit %d: %s", code, stderr)
 	}
 }

@@ -1,0 +1,64 @@
+package run
+
+import (
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	papoio "github.com/entropy-polarity/papo/io"
+)
+
+// Output is a Sink that writes every row to a papoio.Writer whose schema is
+// papoio.OutputSchema of the input's, and keeps the steps' reports.
+type Output struct {
+	w       *papoio.Writer // nil: no per-token output
+	schema  *arrow.Schema
+	mem     memory.Allocator
+	reports []StepReport
+	onStep  func(*StepReport) error
+}
+
+// NewOutput writes rows to w (nil: keep the reports only) with schema, the output schema of
+// the input. onStep (may be nil) sees each step's report as it comes, after its rows were
+// written: a command prints a rollback there, a server logs it.
+func NewOutput(w *papoio.Writer, schema *arrow.Schema, mem memory.Allocator, onStep func(*StepReport) error) *Output {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	return &Output{w: w, schema: schema, mem: mem, onStep: onStep}
+}
+
+// Rows writes one piece of a step.
+func (o *Output) Rows(r *Rows) error {
+	if o.w == nil {
+		return nil
+	}
+	rec, err := papoio.BuildOutput(o.mem, o.schema, r.Passthrough, r.Batch, r.Result, r.Weight, r.Reweighted)
+	if err != nil {
+		return fmt.Errorf("step %d: %w", r.Step, err)
+	}
+	defer rec.Release()
+	return o.w.Write(rec)
+}
+
+// Step keeps the report.
+func (o *Output) Step(s *StepReport) error {
+	o.reports = append(o.reports, *s)
+	if o.onStep != nil {
+		return o.onStep(s)
+	}
+	return nil
+}
+
+// Reports are the steps' reports so far, in order.
+func (o *Output) Reports() []StepReport { return o.reports }
+
+// Summaries are the rows of the per-step summary table so far.
+func (o *Output) Summaries() []papoio.StepSummary {
+	out := make([]papoio.StepSummary, len(o.reports))
+	for i, r := range o.reports {
+		out[i] = r.Summary
+	}
+	return out
+}

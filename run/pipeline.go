@@ -1,0 +1,323 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// Config is what a run needs besides its batches.
+type Config struct {
+	// Name is the input in messages ("stdin" for standard input).
+	Name string
+	// Engine computes the per-token statistics.
+	Engine polarity.Engine
+	// Params are τ, η, the PPO clip range and the natural-gradient choice.
+	Params polarity.Params
+	// Reweighter computes the phase and the weights; a run that only analyzes uses method
+	// papo.MethodNone.
+	Reweighter *papo.Reweighter
+	// RequireAdvantage refuses input without an advantage column (reweighting needs one).
+	RequireAdvantage bool
+	// Mem allocates the buffered passthrough columns (nil: memory.DefaultAllocator).
+	Mem memory.Allocator
+}
+
+// Rows are consecutive input rows of one step with their results: a step's rows reach the Sink
+// as one Rows per input batch the step spans, in input order. Everything is valid during the
+// Sink call only.
+type Rows struct {
+	Step int64
+	// Passthrough holds the input columns except logits (papoio.Batch.Passthrough).
+	Passthrough arrow.Record
+	// Batch holds the rows' scalar columns (its Logits are empty).
+	Batch  *polarity.Batch
+	Result *polarity.Result
+	// Weight and Reweighted are the method's w and Ã per row.
+	Weight     []float32
+	Reweighted []float64
+}
+
+// StepReport is one step's summary: the row of the per-step table, and the reweighter's result
+// with its rollback, if the step came again.
+type StepReport struct {
+	Summary  papoio.StepSummary
+	Reweight papo.StepResult
+}
+
+// A Sink receives a run's results: for each step, its rows in input order, then its report.
+// An error from the Sink stops the run with that error.
+type Sink interface {
+	Rows(r *Rows) error
+	Step(s *StepReport) error
+}
+
+// chunk is a run of rows of one batch that belong to the step being buffered.
+type chunk struct {
+	pass  arrow.Record   // the input columns except logits
+	batch polarity.Batch // the scalar columns (logits left out)
+	res   polarity.Result
+}
+
+// Pipeline runs batches through the engine and the reweighter into a Sink. It is not safe for
+// concurrent use.
+type Pipeline struct {
+	cfg  Config
+	sink Sink
+
+	res      polarity.Result // engine output for the current batch
+	cur      int64           // step being buffered
+	haveStep bool
+	chunks   []chunk
+	stats    polarity.StepStats
+	rows     int64
+	steps    int
+	err      error // the first error: the pipeline is spoiled
+	closed   bool
+}
+
+// New starts a run.
+func New(cfg Config, sink Sink) (*Pipeline, error) {
+	if cfg.Engine == nil || cfg.Reweighter == nil || sink == nil {
+		return nil, errors.New("run: New needs an engine, a reweighter and a sink")
+	}
+	if err := cfg.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	if cfg.Mem == nil {
+		cfg.Mem = memory.DefaultAllocator
+	}
+	return &Pipeline{cfg: cfg, sink: sink}, nil
+}
+
+// Rows is the number of token rows added.
+func (p *Pipeline) Rows() int64 { return p.rows }
+
+// Steps is the number of steps handed to the Sink.
+func (p *Pipeline) Steps() int { return p.steps }
+
+// Add runs the engine on one batch and buffers its rows by step; a step that ends in this batch
+// is reweighted and handed to the Sink. After an error the Pipeline is spoiled: later calls
+// return the same error, and only Abort is left to do.
+func (p *Pipeline) Add(ctx context.Context, b *papoio.Batch) error {
+	if p.err != nil {
+		return p.err
+	}
+	if p.closed {
+		return fmt.Errorf("run: %s: Add after Close", p.cfg.Name)
+	}
+	p.err = p.add(ctx, b)
+	return p.err
+}
+
+func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.cfg.RequireAdvantage && b.Input.Advantage == nil {
+		return fmt.Errorf("%s: the input has no advantage column: reweighting needs one advantage per token "+
+			"(papo analyze computes entropy and polarity without advantages)", p.cfg.Name)
+	}
+	n := b.Input.Rows()
+	if err := p.cfg.Engine.Compute(ctx, &b.Input, p.cfg.Params, &p.res); err != nil {
+		var re *polarity.RowError
+		if errors.As(err, &re) {
+			return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: %s",
+				p.cfg.Name, b.Index, re.Row, b.FirstRow+int64(re.Row), re.Column, re.Msg)
+		}
+		return fmt.Errorf("%s: batch %d: %s engine: %w", p.cfg.Name, b.Index, p.cfg.Engine.Name(), err)
+	}
+	pass := b.Passthrough(p.cfg.Mem)
+	defer pass.Release()
+	for lo := 0; lo < n; {
+		step := int64(0)
+		if b.Step != nil {
+			step = b.Step[lo]
+		}
+		hi := lo + 1
+		for hi < n && b.Step != nil && b.Step[hi] == step {
+			hi++
+		}
+		if !p.haveStep || step != p.cur {
+			if p.haveStep {
+				if step < p.cur {
+					return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: step %d comes after step %d: "+
+						"steps must increase, each step's rows together", p.cfg.Name, b.Index, lo, b.FirstRow+int64(lo),
+						papoio.ColStep, step, p.cur)
+				}
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+			}
+			p.cur, p.haveStep = step, true
+		}
+		p.chunks = append(p.chunks, p.keep(pass, &b.Input, lo, hi))
+		p.stats.Add(&b.Input, &p.res, lo, hi)
+		lo = hi
+	}
+	p.rows += int64(n)
+	return nil
+}
+
+// keep copies rows [lo, hi) of the batch's scalar columns and results.
+func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, lo, hi int) chunk {
+	c := chunk{pass: pass.NewSlice(int64(lo), int64(hi))}
+	c.batch.TokenID = append([]int32(nil), b.TokenID[lo:hi]...)
+	if b.Advantage != nil {
+		c.batch.Advantage = append([]float64(nil), b.Advantage[lo:hi]...)
+	}
+	if b.AdvantageValid != nil {
+		c.batch.AdvantageValid = append([]bool(nil), b.AdvantageValid[lo:hi]...)
+	}
+	if b.OldLogprob != nil {
+		c.batch.OldLogprob = append([]float32(nil), b.OldLogprob[lo:hi]...)
+	}
+	if b.OldLogprobValid != nil {
+		c.batch.OldLogprobValid = append([]bool(nil), b.OldLogprobValid[lo:hi]...)
+	}
+	if b.Mask != nil {
+		c.batch.Mask = append([]bool(nil), b.Mask[lo:hi]...)
+	}
+	r := &p.res
+	c.res = polarity.Result{
+		Entropy:         append([]float32(nil), r.Entropy[lo:hi]...),
+		Logprob:         append([]float32(nil), r.Logprob[lo:hi]...),
+		SampledTerm:     append([]float32(nil), r.SampledTerm[lo:hi]...),
+		Correction:      append([]float32(nil), r.Correction[lo:hi]...),
+		PolarityFactor:  append([]float32(nil), r.PolarityFactor[lo:hi]...),
+		Polarity:        append([]float32(nil), r.Polarity[lo:hi]...),
+		PolarityValid:   append([]bool(nil), r.PolarityValid[lo:hi]...),
+		PredictedDeltaH: append([]float32(nil), r.PredictedDeltaH[lo:hi]...),
+	}
+	return c
+}
+
+// release drops the buffered step.
+func (p *Pipeline) release() {
+	for _, c := range p.chunks {
+		c.pass.Release()
+	}
+	p.chunks = p.chunks[:0]
+	p.stats = polarity.StepStats{}
+}
+
+// flush reweights the buffered step and hands its rows and report to the Sink.
+func (p *Pipeline) flush(ctx context.Context) error {
+	if !p.haveStep {
+		return nil
+	}
+	defer p.release()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tok := p.stepTokens()
+	weight := make([]float32, len(tok.Advantage))
+	reweighted := make([]float64, len(tok.Advantage))
+	sr, err := p.cfg.Reweighter.Step(tok, weight, reweighted)
+	if err != nil {
+		return fmt.Errorf("%s: step %d: %w", p.cfg.Name, p.cur, err)
+	}
+	off := 0
+	for _, c := range p.chunks {
+		n := c.batch.Rows()
+		rows := Rows{Step: p.cur, Passthrough: c.pass, Batch: &c.batch, Result: &c.res,
+			Weight: weight[off : off+n], Reweighted: reweighted[off : off+n]}
+		if err := p.sink.Rows(&rows); err != nil {
+			return err
+		}
+		off += n
+	}
+	p.steps++
+	return p.sink.Step(&StepReport{Summary: p.summary(sr), Reweight: sr})
+}
+
+// stepTokens gathers the buffered step into the reweighter's input.
+func (p *Pipeline) stepTokens() *papo.StepTokens {
+	clip := p.cfg.Params.Clip()
+	t := &papo.StepTokens{Step: p.cur, Clip: &clip}
+	hasOld := false
+	for _, c := range p.chunks {
+		hasOld = hasOld || c.batch.OldLogprob != nil
+	}
+	for _, c := range p.chunks {
+		b, r := &c.batch, &c.res
+		for i := range b.Rows() {
+			a := 0.0
+			if b.Advantage != nil {
+				a = b.Advantage[i]
+			}
+			t.Advantage = append(t.Advantage, a)
+			t.HasAdvantage = append(t.HasAdvantage, b.HasAdvantage(i))
+			t.Trained = append(t.Trained, b.Trained(i))
+			if hasOld {
+				old := float32(math.NaN())
+				if b.HasOldLogprob(i) {
+					old = b.OldLogprob[i]
+				}
+				t.OldLogprob = append(t.OldLogprob, old)
+				t.HasOldLogprob = append(t.HasOldLogprob, b.HasOldLogprob(i))
+			}
+		}
+		t.Entropy = append(t.Entropy, r.Entropy...)
+		t.Logprob = append(t.Logprob, r.Logprob...)
+		t.Polarity = append(t.Polarity, r.Polarity...)
+		t.PredictedDeltaH = append(t.PredictedDeltaH, r.PredictedDeltaH...)
+	}
+	return t
+}
+
+func (p *Pipeline) summary(sr papo.StepResult) papoio.StepSummary {
+	s := &p.stats
+	return papoio.StepSummary{
+		Step:                      p.cur,
+		Tokens:                    s.Tokens,
+		MeanEntropy:               s.MeanEntropy(),
+		EMAEntropy:                sr.EMA,
+		Phase:                     sr.Phase,
+		ExpandingFraction:         s.ExpandingFraction(),
+		SumPositivePolarity:       s.SumPositiveP,
+		SumNegativePolarity:       s.SumNegativeP,
+		PredictedDeltaH:           s.SumDeltaH,
+		ReweightedPredictedDeltaH: sr.SumWeightedPredictedDeltaH,
+		WeightMin:                 sr.WeightMin,
+		WeightMean:                sr.WeightMean,
+		WeightMax:                 sr.WeightMax,
+	}
+}
+
+// Close reweights the last step and hands it to the Sink. It returns the error that spoiled
+// the pipeline, if any. A run without rows is an error: there is nothing to commit.
+func (p *Pipeline) Close(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	if p.rows == 0 {
+		p.err = fmt.Errorf("%s: the input has no token rows", p.cfg.Name)
+		return p.err
+	}
+	p.err = p.flush(ctx)
+	p.haveStep = false
+	return p.err
+}
+
+// Abort releases what is buffered without handing it to the Sink. It is safe after Close.
+func (p *Pipeline) Abort() {
+	p.release()
+	p.chunks = nil
+	p.closed = true
+	if p.err == nil {
+		p.err = fmt.Errorf("run: %s: aborted", p.cfg.Name)
+	}
+}
