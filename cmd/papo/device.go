@@ -16,7 +16,7 @@ import (
 )
 
 // The GPU build links gorgonia.org/cu, which initialises CUDA before main and exits on a
-// host without a GPU (DESIGN.md). So the default binary is pure Go, and "--device auto"
+// host without a GPU (docs/DESIGN.md). So the default binary is pure Go, and "--device auto"
 // asks a separate papo-cuda binary, in a child process that may die harmlessly, whether a
 // device is usable; if so the whole command is re-executed as papo-cuda.
 

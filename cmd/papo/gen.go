@@ -10,7 +10,7 @@ import (
 	"github.com/entropy-polarity/papo/synth"
 )
 
-// runGen implements `papo gen`: a synthetic rollout file in the input format of SCHEMA.md.
+// runGen implements `papo gen`: a synthetic rollout file in the input format of docs/SCHEMA.md.
 func runGen(env *environment, args []string) error {
 	d := synth.DefaultConfig()
 	fs := flagSet("gen", "-o OUT [flags]")

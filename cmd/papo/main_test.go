@@ -111,7 +111,7 @@ func tableSteps(stdout string) []int {
 	return steps
 }
 
-// golden is MATH.md §4: z = [2, 1, 0.1, −1], η = 1.
+// golden is docs/MATH.md §4: z = [2, 1, 0.1, −1], η = 1.
 func goldenInput(tokens []int32, adv []float64) *papoio.InputColumns {
 	z := []float32{2, 1, 0.1, -1}
 	var logits []float32
