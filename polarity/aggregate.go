@@ -1,7 +1,7 @@
 package polarity
 
 // StepStats aggregates one training step's trained tokens (mask true); masked tokens are
-// reported per token but excluded here, as SCHEMA.md asks. Sums are float64 so that a step
+// reported per token but excluded here, as docs/SCHEMA.md asks. Sums are float64 so that a step
 // of millions of tokens does not lose precision.
 type StepStats struct {
 	Tokens        int64   // trained tokens

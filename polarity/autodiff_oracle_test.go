@@ -11,14 +11,14 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// This file checks MATH.md §2's entropy gradient ∂H/∂u_k = −π_k (u_k − μ) and the first-order
+// This file checks docs/MATH.md §2's entropy gradient ∂H/∂u_k = −π_k (u_k − μ) and the first-order
 // change dH = −(ηA/τ²)(S_a − C) against an independent oracle: reverse-mode autodiff by
-// gorgonia.org/gorgonia (v0.9.18, float64). DESIGN.md warns that gorgonia's TapeMachine reuses
+// gorgonia.org/gorgonia (v0.9.18, float64). docs/DESIGN.md warns that gorgonia's TapeMachine reuses
 // buffers in place (−Σ softmax·log softmax came back as −19.72 on the golden row), so the graph
 // avoids feeding one node's output to an op that could overwrite it while it is still needed
 // (no SoftMax op and no Log of a softmax: G.SoftMax followed by G.Log reproduces the −19.72 here,
 // and the self-check below rejects it), and the oracle itself is checked first: its H against
-// MATH.md §4 to 1e-12, its gradient against a central finite difference of its own H.
+// docs/MATH.md §4 to 1e-12, its gradient against a central finite difference of its own H.
 //
 // Tolerances. Everything is float64. The closed form and the autodiff gradient differ only by
 // rounding: each is a handful of operations per element plus sums of V terms, so their
@@ -31,7 +31,7 @@ import (
 // τ = 1, 4e-11 at τ = 0.7). The golden values are printed to 15 decimals (ΔH to 12 or 11),
 // hence 1e-12 (ΔH: 1e-11).
 
-// MATH.md §4 golden row and numbers (η = 1).
+// docs/MATH.md §4 golden row and numbers (η = 1).
 var (
 	oracleZ     = []float64{2.0, 1.0, 0.1, -1.0}
 	oracleH     = 0.960672790130348
@@ -153,7 +153,7 @@ func TestAutodiffOracleSelfCheck(t *testing.T) {
 		}
 		h, grad := gorgoniaEntropy(t, u)
 		if math.Abs(h-c.h) > oracleGoldenTol {
-			t.Fatalf("τ=%g: gorgonia H = %.15f, want %.15f (MATH.md §4): the oracle is broken", c.tau, h, c.h)
+			t.Fatalf("τ=%g: gorgonia H = %.15f, want %.15f (docs/MATH.md §4): the oracle is broken", c.tau, h, c.h)
 		}
 		var worst float64
 		for k := range u {
@@ -176,7 +176,7 @@ func TestAutodiffOracleSelfCheck(t *testing.T) {
 }
 
 // TestAutodiffOracleGradient compares gorgonia's ∂H/∂u with −π_k (u_k − μ), and the first-order
-// dH = Σ_k ∂H/∂u_k du_k with −(ηA/τ²)(S_a − C) from ReferenceRow and MATH.md §4's table.
+// dH = Σ_k ∂H/∂u_k du_k with −(ηA/τ²)(S_a − C) from ReferenceRow and docs/MATH.md §4's table.
 func TestAutodiffOracleGradient(t *testing.T) {
 	type row struct {
 		name string
@@ -246,7 +246,7 @@ func TestAutodiffOracleGradient(t *testing.T) {
 		})
 	}
 
-	// MATH.md §4's dH table, from the autodiff gradient.
+	// docs/MATH.md §4's dH table, from the autodiff gradient.
 	for _, c := range oracleDelta {
 		u := make([]float64, len(oracleZ))
 		for j, z := range oracleZ {
@@ -255,7 +255,7 @@ func TestAutodiffOracleGradient(t *testing.T) {
 		_, ad := gorgoniaEntropy(t, u)
 		_, pi, _ := closedFormGrad(u)
 		if got := firstOrderDH(ad, pi, c.a, c.adv, c.tau); math.Abs(got-c.dH) > oracleDeltaTol {
-			t.Errorf("golden τ=%g, a=%d, A=%+g: autodiff dH = %.12f, want %.12f (MATH.md §4)", c.tau, c.a, c.adv, got, c.dH)
+			t.Errorf("golden τ=%g, a=%d, A=%+g: autodiff dH = %.12f, want %.12f (docs/MATH.md §4)", c.tau, c.a, c.adv, got, c.dH)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import "math"
 // per-block float64 merge (one math.Exp) is amortised over 512 elements.
 const blockLen = 512
 
-// blockSums is the MATH.md §3 state of one block of raw logits x, relative to the block's own
+// blockSums is the docs/MATH.md §3 state of one block of raw logits x, relative to the block's own
 // maximum. See accumulateBlock.
 type blockSums struct {
 	Max  float32 // max_j x_j; −Inf when every x_j is −Inf
@@ -20,7 +20,7 @@ type blockSums struct {
 // accumulateBlockGeneric is the pure-Go implementation of accumulateBlock, the CPU engine's
 // hot loop, and the reference any other implementation is tested against (TestBlockVariant).
 //
-// The contract of accumulateBlock(x, invTau), for every implementation: it computes the MATH.md
+// The contract of accumulateBlock(x, invTau), for every implementation: it computes the docs/MATH.md
 // §3 sums of one block of raw logits x (1 ≤ len(x), normally blockLen) at invTau = 1/τ. A SIMD
 // or assembly variant lives in a file built with `goexperiment.simd && amd64` (block_generic.go
 // has the opposite constraint), defines accumulateBlock and haveBlockVariant = true, and falls

@@ -2,7 +2,7 @@
 // policy's softmax, the log-probability of the sampled token, and the first-order entropy change
 // that a policy-gradient update on that token causes (its sign is the token's entropy polarity).
 //
-// The mathematics is ../shared/MATH.md: one streaming pass over the vocabulary keeps four
+// The mathematics is docs/MATH.md: one streaming pass over the vocabulary keeps four
 // shifted sums (§3), from which H, log π_a, the sampled term S_a, the distributional correction
 // C, the polarity factor T = C − S_a, the polarity P = A·T and the predicted entropy change
 // ΔĤ = (η/τ²)·r·1[not clipped]·P follow (§2).

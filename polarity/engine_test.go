@@ -26,7 +26,7 @@ func TestCPUEngineTable(t *testing.T) {
 	}
 }
 
-// TestCPUPeakedEntropy holds the CPU engine to CPURel (2e-6) relative error in H on MATH.md §3's
+// TestCPUPeakedEntropy holds the CPU engine to CPURel (2e-6) relative error in H on docs/MATH.md §3's
 // peaked row (V = 151936, one logit +40 above N(0, 3²) noise, H ≈ 1e-9), in each dtype. H's
 // terms all come from the noise, each with its exponential's error (≤ 3·2^-24, since v and the
 // range reduction are float64): ~5e-8 measured, where a textbook −Σ π log π loses ~1e-4.

@@ -29,7 +29,7 @@ func (o RowOutputs) Store(out *Result, i int) {
 	out.PredictedDeltaH[i] = float32(o.PredictedDeltaH)
 }
 
-// Finish is the token step of MATH.md §2 that every engine shares: from the row's entropy H,
+// Finish is the token step of docs/MATH.md §2 that every engine shares: from the row's entropy H,
 // log π_a, sampled term S_a and correction C (however the engine computed them) and row i's
 // advantage, old log-probability and mask, it forms the polarity factor, the polarity and the
 // predicted entropy change.

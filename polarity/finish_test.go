@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestFinish: the token step of MATH.md §2 on hand-computed cases. Inputs H = 1, log π_a =
+// TestFinish: the token step of docs/MATH.md §2 on hand-computed cases. Inputs H = 1, log π_a =
 // log 0.5, S_a = 0.2, C = 0.05 (T = −0.15, T_npg = −(log 0.5 + 1) = −0.306853), η = 2, τ = 0.5
 // (η/τ² = 8). Expected values are written out; 1e-15 relative covers the float64 rounding of
 // the one product that forms each.

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// identityRows are the row kinds the MATH.md §2 identities are checked on (huge ±1e4 rows are
+// identityRows are the row kinds the docs/MATH.md §2 identities are checked on (huge ±1e4 rows are
 // left out of the strict C > 0 check only: there π puts e^{-600} on the runners-up and C
 // underflows to 0 in float64 although the row is not uniform).
 func identityRows(rng *rand.Rand, V int) map[string][]float64 {
@@ -36,7 +36,7 @@ func uniformOverSupport(u []float64) bool {
 	return true
 }
 
-// TestIdentities checks MATH.md §2's facts on random rows, for every token a of each row, in
+// TestIdentities checks docs/MATH.md §2's facts on random rows, for every token a of each row, in
 // float64. Tolerances: the reference computes each quantity to a few ulps of the size of its
 // terms, so comparisons allow 1e-13 of that size (H, CScale) or of the row length's rounding.
 func TestIdentities(t *testing.T) {
@@ -119,7 +119,7 @@ func TestIdentities(t *testing.T) {
 						t.Errorf("%s, a=%d, A=%g: P = %g, ΔH = %g, want A·T = %g", what, a, adv, o.Polarity, o.PredictedDeltaH, adv*T)
 					}
 					// (Where 1 − π_a < 1e-6 the product C − S_a ≈ −S_a·(1 − π_a) is decided by
-					// rounding; MATH.md's dominant-token claim is checked where it is numerically
+					// rounding; docs/MATH.md's dominant-token claim is checked where it is numerically
 					// meaningful.)
 					if a == argmax && !uniform && u[a] > secondLargest(u) && 1-pi > 1e-6 && !(adv*o.Polarity < 0) {
 						t.Errorf("%s: dominant token, A=%g: P = %g, want sign −A (A>0 contracts)", what, adv, o.Polarity)
@@ -155,7 +155,7 @@ func entropyAt(z []float64, tau float64) float64 {
 // Richardson extrapolation, (4·D(h) − D(2h))/3 at h = 1e-3, with dH = −(A/τ²)(S_a − C).
 // Truncation error is O(h⁴) ≈ 1e-12 of the terms and rounding ≈ 2^-52·H/h ≈ 1e-13·H, so the two
 // agree to 1e-8 of the size of the terms, |A|(|S_a| + C)/τ², plus a rounding floor of
-// 1e-11·(1 + H); the golden row is held to 1e-10 absolute as MATH.md §4 states. The largest
+// 1e-11·(1 + H); the golden row is held to 1e-10 absolute as docs/MATH.md §4 states. The largest
 // relative error seen where |dH| > 1e-3 is logged (typically ~1e-10).
 func TestClosedFormMatchesFiniteDifferences(t *testing.T) {
 	rng := testSeed(t)

@@ -18,7 +18,7 @@ type RowStats64 struct {
 
 // ReferenceRow computes the row statistics of the scaled logits u (u_j = z_j/τ) and the
 // sampled token a in float64, straightforwardly: a first pass for the maximum, a second for
-// s0 = 1 + Rest and s1 (MATH.md §3's log1p form; compensated sums), a third for
+// s0 = 1 + Rest and s1 (docs/MATH.md §3's log1p form; compensated sums), a third for
 // C = Σ π_j² (u_j − μ) (the second-pass form §3 allows). It is the oracle of the tests, not a
 // fast path. u must hold no NaN or +Inf and at least one element above −Inf (it panics
 // otherwise: the engines and Reference report those as data errors), and 0 ≤ a < len(u).

@@ -2,7 +2,7 @@ package polarity
 
 import "math"
 
-// Sums is the streaming state of MATH.md §3 for one row (or one chunk of a row), in float64.
+// Sums is the streaming state of docs/MATH.md §3 for one row (or one chunk of a row), in float64.
 //
 // With M the running maximum of u and v_j = u_j − M ≤ 0 it holds
 //
@@ -88,7 +88,7 @@ func (s *Sums) Merge(o Sums) {
 	}
 }
 
-// RowStats are the row quantities of MATH.md §1–§3 that do not depend on the sampled token.
+// RowStats are the row quantities of docs/MATH.md §1–§3 that do not depend on the sampled token.
 type RowStats struct {
 	M         float64 // max_j u_j
 	LogS0     float64 // log Σ e^{u_j − M} = L − M ≥ 0

@@ -143,9 +143,9 @@ func TestSumsAgainstReference(t *testing.T) {
 	}
 }
 
-// TestPeakedRowIsHard confirms that the peaked row is the hard case MATH.md §3 describes: H is
-// ~1e-9 (MATH.md's draw: 1.5e-10), the textbook −Σ π log π from log-softmax loses ≳1e-4 of it,
-// and the log1p form of one pass (Sums) keeps it to float64Bound.
+// TestPeakedRowIsHard confirms that the peaked row is the hard case docs/MATH.md §3 describes:
+// H is ~1e-9 (the draw the spec quoted had 1.5e-10), the textbook −Σ π log π from log-softmax
+// loses ≳1e-4 of it, and the log1p form of one pass (Sums) keeps it to float64Bound.
 func TestPeakedRowIsHard(t *testing.T) {
 	rng := testSeed(t)
 	u := make([]float64, 151936)

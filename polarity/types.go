@@ -102,7 +102,7 @@ func (b *Batch) HasOldLogprob(i int) bool {
 	return b.OldLogprob != nil && (b.OldLogprobValid == nil || b.OldLogprobValid[i])
 }
 
-// Params are the per-run constants of MATH.md §2.
+// Params are the per-run constants of docs/MATH.md §2.
 type Params struct {
 	Temperature float64 // τ > 0; logits are divided by it
 	LR          float64 // η, scales the predicted entropy change
@@ -173,7 +173,7 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// Result holds the per-token outputs of SCHEMA.md, one element per row of the batch.
+// Result holds the per-token outputs of docs/SCHEMA.md, one element per row of the batch.
 type Result struct {
 	Entropy         []float32 // H
 	Logprob         []float32 // log π_a

@@ -32,7 +32,8 @@ var rowKinds = []rowKind{
 			z[j] = float32(3 * rng.NormFloat64())
 		}
 	}},
-	// MATH.md §3's hard row: H ≈ 1.5e-10 at V = 151936, where −Σ π log π loses 3.5e-3.
+	// docs/MATH.md §3's hard row: H ≈ 1.5–2e-9 at V = 151936 in our draws, where −Σ π log π
+	// from log-softmax loses 1e-4…7e-4 of it.
 	{"peaked", "peaked +40 spike", func(rng *rand.Rand, z []float32) {
 		for j := range z {
 			z[j] = float32(3 * rng.NormFloat64())
@@ -130,7 +131,7 @@ func Cases(rng *rand.Rand) []Case {
 	return cases
 }
 
-// goldenCase is MATH.md §4's row, each token with A = ±1.
+// goldenCase is docs/MATH.md §4's row, each token with A = ±1.
 func goldenCase() Case {
 	z := []float32{2, 1, 0.1, -1}
 	b := &polarity.Batch{Logits: polarity.Logits{Dtype: polarity.Float32, V: 4}}
@@ -141,7 +142,7 @@ func goldenCase() Case {
 			b.Advantage = append(b.Advantage, adv)
 		}
 	}
-	return Case{Name: "MATH.md §4 row z=[2,1,0.1,−1], V=4, float32, τ=1", Kind: "golden", Batch: b, Params: polarity.DefaultParams()}
+	return Case{Name: "docs/MATH.md §4 row z=[2,1,0.1,−1], V=4, float32, τ=1", Kind: "golden", Batch: b, Params: polarity.DefaultParams()}
 }
 
 func newCase(rng *rand.Rand, k rowKind, V int, dt polarity.Dtype, rows int) Case {
