@@ -137,7 +137,7 @@ func floatColumn(mem memory.Allocator, dt arrow.DataType, v64 []float64, v32 []f
 }
 
 // BuildInput builds an input record for schema (from InputSchema, or any schema whose columns
-// SCHEMA.md names, with fixed_size_list, list or large_list logits) from cols. It serves
+// docs/SCHEMA.md names, with fixed_size_list, list or large_list logits) from cols. It serves
 // generators and tests; the caller releases the record.
 func BuildInput(mem memory.Allocator, schema *arrow.Schema, cols *InputColumns) (arrow.Record, error) {
 	if mem == nil {

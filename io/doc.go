@@ -1,4 +1,4 @@
-// Package papoio reads and writes papo's Arrow contract (../shared/SCHEMA.md): token rows of
+// Package papoio reads and writes papo's Arrow contract (docs/SCHEMA.md): token rows of
 // logits with their sampled token and advantage in, per-token entropy and polarity out.
 //
 // Readers accept the Arrow IPC file and stream formats (auto-detected from the first bytes; an

@@ -53,7 +53,7 @@ func newOptions(opts []Option) options {
 }
 
 // Reader reads token rows from an Arrow IPC file or stream, one record batch at a time, and
-// checks them against SCHEMA.md. It is an iterator in the manner of arrow-go's readers:
+// checks them against docs/SCHEMA.md. It is an iterator in the manner of arrow-go's readers:
 //
 //	for r.Next() { use(r.Batch()) }
 //	if err := r.Err(); err != nil { ... }

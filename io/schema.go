@@ -12,7 +12,7 @@ import (
 	"github.com/entropy-polarity/papo/polarity"
 )
 
-// Input columns of SCHEMA.md.
+// Input columns of docs/SCHEMA.md.
 const (
 	ColLogits     = "logits"
 	ColTokenID    = "token_id"
@@ -25,7 +25,7 @@ const (
 	ColOldLogprob = "old_logprob"
 )
 
-// Output columns of SCHEMA.md, appended after the input columns other than logits.
+// Output columns of docs/SCHEMA.md, appended after the input columns other than logits.
 const (
 	ColEntropy             = "entropy"
 	ColLogprob             = "logprob"
@@ -126,7 +126,7 @@ func typeNames(ts []arrow.Type) string {
 	return strings.Join(names, " or ")
 }
 
-// checkSchema validates s against SCHEMA.md and returns where everything is.
+// checkSchema validates s against docs/SCHEMA.md and returns where everything is.
 func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 	fail := func(col, format string, args ...any) (*layout, Meta, error) {
 		e := fileError(file, nil, format, args...)
@@ -345,7 +345,7 @@ func logitsElemType(d polarity.Dtype) arrow.DataType {
 	return arrow.PrimitiveTypes.Float32
 }
 
-// LogitsField is the SCHEMA.md logits field: fixed_size_list<elem>[v], with the papo.dtype
+// LogitsField is the docs/SCHEMA.md logits field: fixed_size_list<elem>[v], with the papo.dtype
 // field metadata for bfloat16.
 func LogitsField(v int, dtype polarity.Dtype) arrow.Field {
 	f := arrow.Field{
@@ -358,7 +358,7 @@ func LogitsField(v int, dtype polarity.Dtype) arrow.Field {
 	return f
 }
 
-// InputSchema is the input schema of SCHEMA.md for vocabulary size v and dtype, with the
+// InputSchema is the input schema of docs/SCHEMA.md for vocabulary size v and dtype, with the
 // optional columns that cols holds (advantage float64, old_logprob float32, mask, sequence_id,
 // group_id, position, step, then cols.Extra by name) and meta as schema metadata. It serves
 // generators and tests.
@@ -406,7 +406,7 @@ func InputSchema(v int, dtype polarity.Dtype, cols InputColumns, meta map[string
 }
 
 // OutputSchema is the output schema for an input schema: every input field except logits
-// (with the schema metadata), then the computed columns of SCHEMA.md. An input column named
+// (with the schema metadata), then the computed columns of docs/SCHEMA.md. An input column named
 // like a computed column is renamed with CollisionPrefix.
 func OutputSchema(in *arrow.Schema) *arrow.Schema {
 	taken := make(map[string]bool, len(outputColumns))
