@@ -4,7 +4,7 @@
 // CUDA toolkit. The PTX is committed; CI rebuilds it and fails when it differs from the sources
 // (make -C kernels check-ptx).
 //
-// Each kernel computes, for a batch of token rows of one logits dtype, MATH.md §3's one-pass
+// Each kernel computes, for a batch of token rows of one logits dtype, docs/MATH.md §3's one-pass
 // sums and the §2 outputs of every token: one block of BlockThreads threads per row, one read
 // of the logits with 16-byte loads, per-thread running state merged by warp shuffles and then
 // across the block. The package has no build tag and no cgo: it compiles everywhere.

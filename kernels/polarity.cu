@@ -1,9 +1,9 @@
 /*
  * polarity.cu: papo's CUDA kernels. For each token row of a batch, one block of
  * PP_BLOCK_THREADS threads reads the row's logits once (16-byte streaming loads, 64-bit row
- * offsets), keeps MATH.md §3's shifted sums per thread, merges them across the warp with xor
+ * offsets), keeps docs/MATH.md §3's shifted sums per thread, merges them across the warp with xor
  * shuffles and across the block through shared memory (the associative merge), and thread 0
- * writes the token's MATH.md §2 outputs and status. The logits are never written.
+ * writes the token's docs/MATH.md §2 outputs and status. The logits are never written.
  *
  * The arithmetic lives in polarity_row.cuh, shared with the host build that the tests run
  * without a GPU. Kernel parameters are all 8 bytes wide (pointers, long long, double): the Go

@@ -1,5 +1,5 @@
 /*
- * polarity_row.cuh: the arithmetic of papo's CUDA kernels (MATH.md §2 and §3), written once for
+ * polarity_row.cuh: the arithmetic of papo's CUDA kernels (docs/MATH.md §2 and §3), written once for
  * the device and the host.
  *
  * Under nvcc every function here is __host__ __device__ and the kernels in polarity.cu call
@@ -10,12 +10,12 @@
  * the device, an explicit test on the host). Every multiply-add is written as fmaf so that nvcc
  * has nothing left to contract and both sides round identically.
  *
- * The row state (pp_state) is MATH.md §3's four shifted sums in base 2: with the running
+ * The row state (pp_state) is docs/MATH.md §3's four shifted sums in base 2: with the running
  * maximum m of the raw logits z and c = log2(e)/τ, each element contributes t = 2^w with
- * w = (z − m)·c = (u − M)·log2(e) ≤ 0. So t = e^{u−M} exactly as in MATH.md, and the sums of
- * t·w are MATH.md's s1 and s3 divided by ln 2 (one exponent instruction per element, no scaling
+ * w = (z − m)·c = (u − M)·log2(e) ≤ 0. So t = e^{u−M} exactly as in docs/MATH.md, and the sums of
+ * t·w are docs/MATH.md's s1 and s3 divided by ln 2 (one exponent instruction per element, no scaling
  * of its argument). m is kept in raw logit units so that the sampled token's u_a − M is
- * (z_a − m)/τ, exactly 0 when the sampled token is the maximum (MATH.md §3's peaked row).
+ * (z_a − m)/τ, exactly 0 when the sampled token is the maximum (docs/MATH.md §3's peaked row).
  *
  * s0 and s2 are kept as 1 + rest0 and 1 + rest2: the 1 is one element attaining m, excluded from
  * the float32 sums, so that log s0 = log1p(rest0) keeps its relative precision on a peaked row
@@ -87,7 +87,7 @@ typedef struct {
 	int32_t pad;
 } pp_row_in;
 
-/* pp_params are MATH.md §2's per-run constants. */
+/* pp_params are docs/MATH.md §2's per-run constants. */
 typedef struct {
 	double tau, lr, clip_low, clip_high; /* τ, η, ε_low, ε_high (+Inf: no clipping) */
 	int natural;                         /* T_npg = −(log π_a + H) instead of T = C − S_a */
@@ -257,7 +257,7 @@ PP_HD void pp_update(pp_state *st, int *bad, const float *z, int n, float c) {
 }
 
 /*
- * pp_merge is MATH.md §3's associative merge of the states of two disjoint sets of elements:
+ * pp_merge is docs/MATH.md §3's associative merge of the states of two disjoint sets of elements:
  * hi (the larger maximum; a on a tie) keeps its implicit 1, lo's whole s0 = 1 + rest0 joins
  * rest0 scaled by 2^d, d = (m_lo − m_hi)·c ≤ 0. Empty states need no test: d clamps to the floor,
  * 2^d = 0 and s0 = s2 = 0, so an empty lo adds exactly nothing and two empties stay empty.
@@ -342,7 +342,7 @@ PP_HD void pp_strip(pp_state *st, int *bad, int dt, const void *row, long long V
 }
 
 /*
- * pp_finish is MATH.md §2 for one token, in float64, from the row's merged state, the sampled
+ * pp_finish is docs/MATH.md §2 for one token, in float64, from the row's merged state, the sampled
  * token's raw logit z_a and the row's inputs; it mirrors polarity.Finish (the CPU engine's
  * shared token step) rule for rule. It writes the seven output columns (as float32) to
  * out[k·stride] and returns the row status. Where the status is an error the outputs written so
