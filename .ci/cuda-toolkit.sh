@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the CUDA toolkit (nvcc, ptxas, cuda.h) and the user-space driver library (libcuda.so.1)
-# from Debian's contrib/non-free components, as DESIGN.md "CUDA build facts" describes. No GPU is
+# from Debian's contrib/non-free components, as docs/DESIGN.md "CUDA build facts" describes. No GPU is
 # needed: with no device, cuInit returns CUDA_ERROR_NO_DEVICE, which papo-cuda probe reports.
 # Skips everything when nvcc is already on PATH.
 set -euo pipefail

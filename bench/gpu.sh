@@ -15,7 +15,7 @@
 #   bench/gpu.sh                     build here and run (needs Go, CUDA 11.x/12.x headers, a GPU)
 #   bench/gpu.sh --build-only DIR    only build the three binaries into DIR (no GPU needed)
 #   bench/gpu.sh --prebuilt DIR      run binaries built earlier with --build-only
-# gorgonia.org/cu does not compile against CUDA 13 headers (DESIGN.md): on such a host, build
+# gorgonia.org/cu does not compile against CUDA 13 headers (docs/DESIGN.md): on such a host, build
 # with --build-only on an x86-64 Linux machine with CUDA 11.x/12.x headers (the driver API is
 # backward compatible; the binaries need a glibc at least as new as the build machine's) and
 # run them here with --prebuilt.

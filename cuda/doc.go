@@ -1,4 +1,4 @@
-// Package cuda is papo's GPU engine: the polarity.Engine of MATH.md §2–§3 on an NVIDIA GPU,
+// Package cuda is papo's GPU engine: the polarity.Engine of docs/MATH.md §2–§3 on an NVIDIA GPU,
 // through the CUDA driver API (gorgonia.org/cu, plus a small cgo shim for pinned host memory).
 // It is built only with the build tag cuda (the papo-cuda binary); without the tag the package
 // holds only its error classification, so that `go build ./...` needs no CUDA.
@@ -20,5 +20,5 @@
 //
 // A CUDA build cannot start without a GPU driver, and gorgonia.org/cu exits at initialisation
 // on a host without a device: package cuda/guard, initialised first, turns that into a clear
-// message and exit status 3 (see DESIGN.md, "GPU without losing the CPU fallback").
+// message and exit status 3 (see docs/DESIGN.md, "Why papo and papo-cuda are two binaries").
 package cuda

@@ -2,7 +2,7 @@
 // on machines without a GPU (CI among them). It compiles kernels/polarity_row.cuh, the header
 // whose __host__ __device__ functions the kernels call, as C (gnu11) with cgo: the per-thread strips
 // with the kernel's 16-byte vector striding, the running-maximum update, the associative merge
-// in the kernel's warp-shuffle and block order, and the token step of MATH.md §2.
+// in the kernel's warp-shuffle and block order, and the token step of docs/MATH.md §2.
 //
 // Engine wraps a host run of a kernel launch in the polarity.Engine interface, so the shared
 // table of hard rows (polaritytest.CheckEngine) holds the kernels' arithmetic to the same

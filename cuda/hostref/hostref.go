@@ -64,7 +64,7 @@ type State struct {
 // EmptyState is the state of no element.
 func EmptyState() State { return fromC(C.pp_empty()) }
 
-// Sums converts s to MATH.md §3's float64 state at temperature tau (M/τ, the base-e sums).
+// Sums converts s to docs/MATH.md §3's float64 state at temperature tau (M/τ, the base-e sums).
 func (s State) Sums(tau float64) polarity.Sums {
 	if math.IsInf(float64(s.M), -1) {
 		return polarity.EmptySums()

@@ -48,7 +48,7 @@ func TestKernelArithmetic(t *testing.T) {
 	polaritytest.CheckEngine(t, New(), polaritytest.Seed(t))
 }
 
-// closeSums compares two MATH.md §3 states, each field to a relative error eps of its own size
+// closeSums compares two docs/MATH.md §3 states, each field to a relative error eps of its own size
 // (every sum adds same-sign terms, so no cancellation widens it). The kernel rounds each
 // exponent w = (z − m)·c to float32, an error of |w|·2^-24 in it; with |w| up to ~60 in these
 // tests that is ~4e-6 relative in 2^{2w}, within eps = polaritytest.Rel, the GPU-class accuracy.
@@ -76,7 +76,7 @@ func closeSums(t *testing.T, what string, got, want polarity.Sums, eps float64) 
 	}
 }
 
-// One group update is MATH.md §3's element rule applied to each element: new maxima, ties
+// One group update is docs/MATH.md §3's element rule applied to each element: new maxima, ties
 // at the maximum, −Inf elements, an all −Inf group, and a NaN/+Inf group (flagged, ignored).
 func TestUpdateFollowsElementRule(t *testing.T) {
 	rng := polaritytest.Rand(polaritytest.Seed(t))
