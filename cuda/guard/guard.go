@@ -3,7 +3,7 @@
 // Package guard makes a CUDA build of papo fail clearly on a host without a usable GPU.
 //
 // gorgonia.org/cu calls cuInit in its package initialiser and, on failure, prints a generic
-// line and exits with status 1 before main runs (DESIGN.md). Go initialises packages in the
+// line and exits with status 1 before main runs (docs/DESIGN.md). Go initialises packages in the
 // order of their import paths among those whose imports are initialised (Go ≥ 1.21), and this
 // package imports only what cu imports too, with a path that sorts before "gorgonia.org/cu":
 // so its init runs first. It calls cuInit and cuDeviceGetCount itself and, if there is no
