@@ -8,8 +8,9 @@
 #     table of hard rows (cuda/hostref, also under AddressSanitizer: the kernels' loads stay
 #     inside the logits), the Go model of the kernels' reduction tree against the single pass
 #     (kernels), the GPU-failure fallback (cuda/fallback);
-#   - papo-cuda probe on a GPU-less host exits 3 with a clear message, and the GPU tests skip
-#     with "[no tests to run]"; on a GPU host, probe succeeds and the GPU tests run.
+#   - papo-cuda probe on a GPU-less host exits 3 with a clear message, and the GPU test binary
+#     prints "SKIP: no usable CUDA device: CUDA_ERROR_… (…)" and no PASS (go test: "[no tests to
+#     run]"); on a GPU host, probe succeeds and the GPU tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,16 +61,28 @@ echo "$out"
 echo "exit status $code"
 if [ $code -eq 0 ]; then
 	step "a GPU is present: GPU tests"
-	go test -tags cuda -count=1 -v ./cuda/
+	go test -tags cuda -count=1 -v ./cuda/ 2>&1 | tee "$tmp/gpu-tests.txt"
+	if grep -q '^SKIP: no usable CUDA device' "$tmp/gpu-tests.txt"; then
+		echo "papo-cuda probe found a device but the GPU test binary skipped" >&2
+		exit 1
+	fi
 else
 	if [ $code -ne 3 ] || ! grep -q '^papo-cuda: no usable CUDA device: CUDA_ERROR_[A-Z_]* (' <<<"$out"; then
 		echo "papo-cuda probe on a GPU-less host: want exit status 3 and 'papo-cuda: no usable CUDA device: CUDA_ERROR_… (…)'" >&2
 		exit 1
 	fi
 	step "GPU tests skip clearly without a device"
-	skip=$(go test -tags cuda -count=1 ./cuda/ 2>&1)
+	# -v: go test shows a passing package's output only then. Status 0 (a skip is no failure),
+	# guard's SKIP line with the reason, go test's "[no tests to run]", and no PASS anywhere.
+	skip=$(go test -tags cuda -count=1 -v ./cuda/ 2>&1) || { echo "$skip"; echo "the -tags cuda test binary failed without a device (want a SKIP, status 0)" >&2; exit 1; }
 	echo "$skip"
-	grep -q 'no tests to run' <<<"$skip" || { echo "the -tags cuda tests did not report a skip" >&2; exit 1; }
+	grep -q '^SKIP: no usable CUDA device: CUDA_ERROR_[A-Z_]* (.*)' <<<"$skip" ||
+		{ echo "the -tags cuda tests did not print 'SKIP: no usable CUDA device: CUDA_ERROR_… (…)'" >&2; exit 1; }
+	grep -q '^ok .*\[no tests to run\]$' <<<"$skip" || { echo "go test did not report '[no tests to run]'" >&2; exit 1; }
+	if grep -qE '^(PASS|--- PASS|=== RUN)' <<<"$skip"; then
+		echo "the -tags cuda tests reported a PASS or ran a test without a device" >&2
+		exit 1
+	fi
 fi
 echo
 echo "cuda CI: ok"

@@ -3,8 +3,9 @@
 package cuda
 
 // These tests need a CUDA device. On a host without one, package guard (initialised before
-// gorgonia.org/cu) prints "SKIP: this test binary is a -tags cuda build, which needs a CUDA
-// device: …" and the test binary exits 0 before any test runs (go test: "[no tests to run]").
+// gorgonia.org/cu, whose init would exit 1) prints "SKIP: no usable CUDA device: CUDA_ERROR_… (…)"
+// and the test binary exits 0, without a PASS line, before any test runs (go test: "[no tests
+// to run]"; the SKIP line shows with -v).
 
 import (
 	"bytes"
