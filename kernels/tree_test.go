@@ -184,25 +184,6 @@ func checkWalk(t *testing.T, rng *rand.Rand, V, es, misalign int) {
 	}
 }
 
-// Rows lie back to back in a device buffer, so at V = 151,936 row 14,134 (0-based) holds
-// element indices past 2^31 (and float32 byte offsets pass 2^31 already from row 3,534): a
-// batch of more than 14,134 rows breaks 32-bit offsets. The kernel computes offsets in 64 bits
-// and the GPU test runs more rows than that. This pins the numbers the GPU test relies on.
-func TestRowOffsetsNeed64Bits(t *testing.T) {
-	const V = 151936
-	row := int32(math.MaxInt32 / V)
-	last := int64(row)*V + V - 1
-	if row != 14134 || last <= math.MaxInt32 {
-		t.Fatalf("row %d's last element index is %d: want row 14134 to pass 2^31", row, last)
-	}
-	if wrapped := int64(row*V + V - 1); wrapped == last { // int32 arithmetic wraps
-		t.Fatalf("a 32-bit index of row %d does not wrap", row)
-	}
-	if bytes := int64(3534) * V * 4; bytes <= math.MaxInt32 {
-		t.Fatalf("row 3534's float32 byte offset %d fits in 32 bits", bytes)
-	}
-}
-
 // The model's constants are the header's.
 func TestHeaderConstants(t *testing.T) {
 	src, err := os.ReadFile("polarity_row.cuh")
