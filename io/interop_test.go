@@ -16,15 +16,12 @@ import (
 
 const jsgenDir = "testdata/jsgen"
 
-// TestInteropJS reads files that the JavaScript apache-arrow package wrote (testdata/jsgen/gen.mjs)
-// and checks every value against the formula the script used. It needs node and the package:
-//
-//	npm ci --prefix io/testdata/jsgen
-//
-// Without them the test is skipped, unless PAPO_REQUIRE_INTEROP=1, which makes it fail.
-func TestInteropJS(t *testing.T) {
+// nodeWithArrow returns the node binary for the scripts in testdata/jsgen, or skips the test
+// when node or the apache-arrow package is missing (fails it with PAPO_REQUIRE_INTEROP=1).
+func nodeWithArrow(t *testing.T) string {
+	t.Helper()
 	missing := func(why string) {
-		msg := why + "; install the writer with `npm ci --prefix io/testdata/jsgen` (from the repository root)"
+		msg := why + "; install apache-arrow with `npm ci --prefix io/testdata/jsgen` (from the repository root)"
 		if os.Getenv("PAPO_REQUIRE_INTEROP") == "1" {
 			t.Fatal(msg + " (PAPO_REQUIRE_INTEROP=1)")
 		}
@@ -37,6 +34,17 @@ func TestInteropJS(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(jsgenDir, "node_modules", "apache-arrow", "package.json")); err != nil {
 		missing("apache-arrow is not installed in " + jsgenDir + "/node_modules")
 	}
+	return node
+}
+
+// TestInteropJS reads files that the JavaScript apache-arrow package wrote (testdata/jsgen/gen.mjs)
+// and checks every value against the formula the script used. It needs node and the package:
+//
+//	npm ci --prefix io/testdata/jsgen
+//
+// Without them the test is skipped, unless PAPO_REQUIRE_INTEROP=1, which makes it fail.
+func TestInteropJS(t *testing.T) {
+	node := nodeWithArrow(t)
 	dir := t.TempDir()
 	cmd := exec.Command(node, "gen.mjs", dir)
 	cmd.Dir = jsgenDir
