@@ -25,8 +25,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	maxBuffer int64
-	tempDir   string
+	maxBuffer   int64
+	tempDir     string
+	spoolMemory int // longest IPC file from a pipe held in memory (spoolInMemory; tests lower it)
 }
 
 // WithMaxBufferBytes caps any single buffer the reader allocates (a message body, a column's
@@ -39,7 +40,7 @@ func WithMaxBufferBytes(n int64) Option { return func(o *options) { o.maxBuffer 
 func WithTempDir(dir string) Option { return func(o *options) { o.tempDir = dir } }
 
 func newOptions(opts []Option) options {
-	o := options{maxBuffer: physicalMemory()}
+	o := options{maxBuffer: physicalMemory(), spoolMemory: spoolInMemory}
 	if o.maxBuffer <= 0 {
 		o.maxBuffer = 64 << 30
 	}
@@ -193,7 +194,7 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 		return nil, fileError(name, nil, "empty input (0 bytes): want an Arrow IPC file or stream")
 	case bytes.HasPrefix(head, ipc.Magic):
 		if ra == nil {
-			if ra, err = r.spool(br, opt.tempDir); err != nil {
+			if ra, err = r.spool(br, opt); err != nil {
 				r.Close()
 				return nil, err
 			}
@@ -226,9 +227,23 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 	return r, nil
 }
 
-// spool copies a non-seekable IPC file to a temporary file, so that its footer can be read.
-func (r *Reader) spool(src io.Reader, dir string) (*io.SectionReader, error) {
-	f, err := os.CreateTemp(dir, "papo-spool-*.arrow")
+// spoolInMemory is how much of an IPC file from a pipe is held in memory; a longer one is
+// spooled to a temporary file. Small files (a trainer's request, a test) then cost no file
+// system calls: creating and unlinking a temporary file took about 125 µs here, more than
+// reading a small input.
+const spoolInMemory = 4 << 20
+
+// spool makes a non-seekable IPC file random-access, so that its footer can be read: in memory
+// up to spoolInMemory bytes, in a temporary file in the WithTempDir directory beyond that.
+func (r *Reader) spool(src io.Reader, opt options) (*io.SectionReader, error) {
+	head, err := io.ReadAll(io.LimitReader(src, int64(opt.spoolMemory)+1))
+	if err != nil {
+		return nil, fileError(r.name, err, "reading an IPC file from a pipe")
+	}
+	if len(head) <= opt.spoolMemory {
+		return io.NewSectionReader(bytes.NewReader(head), 0, int64(len(head))), nil
+	}
+	f, err := os.CreateTemp(opt.tempDir, "papo-spool-*.arrow")
 	if err != nil {
 		return nil, fileError(r.name, err, "spooling an IPC file from a pipe")
 	}
@@ -241,7 +256,7 @@ func (r *Reader) spool(src io.Reader, dir string) (*io.SectionReader, error) {
 		}
 		return err
 	})
-	n, err := io.Copy(f, src)
+	n, err := io.Copy(f, io.MultiReader(bytes.NewReader(head), src))
 	if err != nil {
 		return nil, fileError(r.name, err, "spooling an IPC file from a pipe to %s", f.Name())
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -195,18 +196,46 @@ type opaqueReader struct{ r io.Reader }
 
 func (o opaqueReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 
+// withSpoolMemory lowers the size up to which an IPC file from a pipe is held in memory.
+func withSpoolMemory(n int) Option { return func(o *options) { o.spoolMemory = n } }
+
 func TestNonSeekableSources(t *testing.T) {
 	const v = 5
-	for _, stream := range []bool{false, true} {
-		t.Run(map[bool]string{false: "IPC file through a pipe (spooled)", true: "IPC stream through a pipe"}[stream], func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stream bool
+		spool  int    // withSpoolMemory; 0: the default
+		dir    string // WithTempDir: "" a fresh directory, "missing" one that does not exist
+		err    string // expected error, "" none
+	}{
+		{name: "IPC file through a pipe, held in memory", dir: "missing"},
+		{name: "IPC file through a pipe, spooled to disk", spool: 64},
+		{name: "IPC file through a pipe, spool directory missing", spool: 64, dir: "missing",
+			err: "spooling an IPC file from a pipe"},
+		{name: "IPC stream through a pipe", stream: true, spool: 64, dir: "missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
 			schema := InputSchema(v, polarity.BFloat16, testColumns(polarity.BFloat16, v, 1, 0), nil)
 			recs := buildBatches(t, mem, schema, polarity.BFloat16, v, []int{4, 4}, nil)
-			data := encodeIPC(t, stream, schema, recs...)
+			data := encodeIPC(t, tc.stream, schema, recs...)
 			releaseRecords(recs)
 			tmp := t.TempDir()
-			r, err := NewReader(opaqueReader{bytes.NewReader(data)}, "pipe", mem, WithTempDir(tmp))
+			opts := []Option{WithTempDir(tmp)}
+			if tc.dir == "missing" {
+				opts = []Option{WithTempDir(filepath.Join(tmp, "missing"))}
+			}
+			if tc.spool > 0 {
+				opts = append(opts, withSpoolMemory(tc.spool))
+			}
+			r, err := NewReader(opaqueReader{bytes.NewReader(data)}, "pipe", mem, opts...)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v; want one saying %q", err, tc.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
