@@ -2,12 +2,12 @@
 GO      ?= go
 BIN     := bin
 DEMO    := demo
-FUZZTIME ?= 10s
+FUZZTIME ?= 40s
 # Go 1.26's simd/archsimd (AVX2) hot loop for the CPU engine; the pure-Go loop is used where
 # the experiment is off (`make build SIMD=`) or the processor is not amd64.
 SIMD    ?= simd
 
-.PHONY: all build cuda demo test test-go fuzz bench vet fmt-check interop-deps kernels check-kernels clean
+.PHONY: all build cuda demo test test-go test-race fuzz bench vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
@@ -32,16 +32,24 @@ interop-deps:
 	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null; \
 	else echo "npm not found: the interop test will be skipped"; fi
 
-test: vet fmt-check interop-deps test-go fuzz
+test: vet fmt-check interop-deps test-go test-race fuzz
 
 # Both CPU hot loops: the portable one and the archsimd one.
 test-go:
 	$(GO) test -count=1 ./...
 	GOEXPERIMENT=simd $(GO) test -count=1 ./polarity/... ./cmd/... ./bench/...
 
-# Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` for a longer hunt.
+# The race detector on the packages with goroutines: the CPU engine's workers, the CUDA
+# pipeline and its fallback, the run pipeline, the state's lock and journal, the CLI's signal
+# handling (about 2 minutes on 2 cores).
+RACE_PKGS ?= ./polarity ./cuda/pipeline ./cuda/fallback ./run ./internal/atomicfile ./papo ./cmd/papo
+test-race:
+	$(GO) test -race -count=1 $(RACE_PKGS)
+
+# The reader's fuzz target for FUZZTIME; it fails below 50,000 executed inputs (.ci/fuzz.sh).
+# `make fuzz FUZZTIME=10m` for a longer hunt.
 fuzz:
-	$(GO) test ./io -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
 vet:
 	$(GO) vet ./...

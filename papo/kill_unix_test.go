@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
+	"github.com/entropy-polarity/papo/internal/testchild"
 )
 
 // The kill tests run this test binary again as a child process (TestMain dispatches on
@@ -80,7 +81,7 @@ func child(dir string) error {
 func startChild(t *testing.T, dir string, env ...string) (*exec.Cmd, *bytes.Buffer, chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childEnv+"="+dir), env...)
+	cmd.Env = append(testchild.Env(childEnv+"="+dir), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -167,6 +168,14 @@ func TestKillAtRandomPoints(t *testing.T) {
 	}
 	full := time.Since(t0)
 	checkOutputs(t, clean, want, wantState)
+	// A child on a finished run only starts, opens the state and exits: that part of every
+	// restart is fixed, and under -race or on a loaded machine it can be most of a run.
+	t0 = time.Now()
+	_, stderr, done = startChild(t, clean)
+	if err := <-done; err != nil {
+		t.Fatalf("child on a finished run: %v\n%s", err, stderr)
+	}
+	startup := min(time.Since(t0), full)
 
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(2026, 11))
@@ -175,7 +184,11 @@ func TestKillAtRandomPoints(t *testing.T) {
 	for run := 0; run < maxRuns && !finished; run++ {
 		before := committedSteps(t, dir)
 		cmd, stderr, done := startChild(t, dir)
-		delay := time.Duration(rng.Int64N(int64(full / 4)))
+		// Even restarts die while starting or recovering, odd ones within a quarter of the steps.
+		delay := time.Duration(rng.Int64N(int64(startup + 1)))
+		if run%2 == 1 {
+			delay = startup + time.Duration(rng.Int64N(int64((full-startup)/4+1)))
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -204,8 +217,8 @@ func TestKillAtRandomPoints(t *testing.T) {
 	if !finished {
 		t.Fatalf("the run did not finish in %d restarts", maxRuns)
 	}
-	t.Logf("uninterrupted child %v; %d kills landed after some steps and before the end", full, midRun)
-	// Kill delays are uniform over a quarter of a whole run, so most restarts progress and then
+	t.Logf("uninterrupted child %v (start-up %v); %d kills landed after some steps and before the end", full, startup, midRun)
+	// Half the kill delays are uniform over a quarter of the steps after start-up, so those restarts progress and then
 	// die mid-run (about 8 on an idle machine); fewer than 3 such kills means the test did not
 	// test restarts.
 	if midRun < 3 {

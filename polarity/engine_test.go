@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,17 +118,22 @@ func TestCPUThreadsAgree(t *testing.T) {
 }
 
 // cancelAfter is a context whose Err turns to context.Canceled after n calls: the engine checks
-// it once per row, so it cancels between rows deterministically.
+// it once per row, so it cancels between rows deterministically. Workers call Err concurrently.
 type cancelAfter struct {
 	context.Context
-	n int
+	n atomic.Int64
+}
+
+func newCancelAfter(n int64) *cancelAfter {
+	c := &cancelAfter{Context: context.Background()}
+	c.n.Store(n)
+	return c
 }
 
 func (c *cancelAfter) Err() error {
-	if c.n <= 0 {
+	if c.n.Add(-1) < 0 {
 		return context.Canceled
 	}
-	c.n--
 	return nil
 }
 
@@ -161,11 +167,11 @@ func TestCPUCancellation(t *testing.T) {
 		t.Errorf("cancelled before: error %v, %d rows computed; want context.Canceled, 0", err, computed(r))
 	}
 	r = sentinel()
-	if err := polarity.NewCPU(1).Compute(&cancelAfter{context.Background(), 4}, b, p, r); !errors.Is(err, context.Canceled) || computed(r) != 3 {
+	if err := polarity.NewCPU(1).Compute(newCancelAfter(4), b, p, r); !errors.Is(err, context.Canceled) || computed(r) != 3 {
 		t.Errorf("cancelled after 3 rows: error %v, %d rows computed; want context.Canceled, 3", err, computed(r))
 	}
 	r = sentinel()
-	if err := polarity.NewCPU(3).Compute(&cancelAfter{context.Background(), 5}, b, p, r); !errors.Is(err, context.Canceled) || computed(r) == b.Rows() {
+	if err := polarity.NewCPU(3).Compute(newCancelAfter(5), b, p, r); !errors.Is(err, context.Canceled) || computed(r) == b.Rows() {
 		t.Errorf("cancelled with 3 workers: error %v, %d of %d rows computed", err, computed(r), b.Rows())
 	}
 	dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entropy-polarity/papo/internal/testchild"
 	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
 )
@@ -64,7 +65,7 @@ func TestMain(m *testing.M) {
 func child(t *testing.T, at, sig string, args ...string) (exitCode int, killed bool, stderr string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), cliChildEnv+"=1", cliAtEnv+"="+at, cliSignalEnv+"="+sig)
+	cmd.Env = testchild.Env(cliChildEnv+"=1", cliAtEnv+"="+at, cliSignalEnv+"="+sig)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	err := cmd.Run()

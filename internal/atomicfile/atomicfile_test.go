@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/entropy-polarity/papo/internal/testchild"
 )
 
 func readFile(t *testing.T, path string) string {
@@ -233,7 +235,7 @@ func TestCrashDuringCommitAll(t *testing.T) {
 		t.Run(fmt.Sprintf("killed before rename %d", at), func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashAtEnv+"="+strconv.Itoa(at))
+			cmd.Env = testchild.Env(crashDirEnv+"="+dir, crashAtEnv+"="+strconv.Itoa(at))
 			out, err := cmd.CombinedOutput()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 				t.Fatalf("child: %v, want death by SIGKILL\n%s", err, out)
