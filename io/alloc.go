@@ -1,6 +1,7 @@
 package papoio
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -11,6 +12,12 @@ import (
 // errBufferLimit is raised (as a panic inside arrow-go, recovered where arrow-go is called) when
 // corrupt metadata asks for a buffer larger than the reader allows.
 type errBufferLimit struct{ size, limit int64 }
+
+// ErrBufferLimit matches (errors.Is) the error of an input that needs a buffer over the
+// WithMaxBufferBytes limit.
+var ErrBufferLimit = errors.New("buffer over the limit")
+
+func (e *errBufferLimit) Is(target error) bool { return target == ErrBufferLimit }
 
 func (e *errBufferLimit) Error() string {
 	return fmt.Sprintf("a buffer of %d bytes was requested, more than the limit of %d bytes: "+

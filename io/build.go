@@ -380,8 +380,8 @@ func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.R
 	return array.NewRecord(schema, arrs, int64(n)), nil
 }
 
-// summaryRecord builds the per-step summary table; the caller releases it.
-func summaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
+// SummaryRecord builds the per-step summary table (SummarySchema); the caller releases it.
+func SummaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
 	n := len(rows)
 	i64 := func(get func(*StepSummary) int64) arrow.Array {
 		v := make([]int64, n)

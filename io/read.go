@@ -27,6 +27,8 @@ type Option func(*options)
 type options struct {
 	maxBuffer   int64
 	tempDir     string
+	streamOnly  bool
+	contract    func(*arrow.Schema) bool
 	spoolMemory int // longest IPC file from a pipe held in memory (spoolInMemory; tests lower it)
 }
 
@@ -38,6 +40,18 @@ func WithMaxBufferBytes(n int64) Option { return func(o *options) { o.maxBuffer 
 // WithTempDir sets where an IPC file read from a non-seekable source (a pipe) is spooled; the
 // default is os.TempDir() ($TMPDIR).
 func WithTempDir(dir string) Option { return func(o *options) { o.tempDir = dir } }
+
+// WithStreamOnly refuses an IPC file: on a connection that carries several requests, a
+// stream's end-of-stream marker ends a request, and an IPC file has none.
+func WithStreamOnly() Option { return func(o *options) { o.streamOnly = true } }
+
+// WithContract decides from the schema whether the input must follow the input contract
+// (docs/SCHEMA.md). When contract returns false, the Reader checks nothing of the schema and
+// yields no batches: a record batch in the input is then an error. A server reads a request
+// that carries only metadata (a rollback) that way.
+func WithContract(contract func(*arrow.Schema) bool) Option {
+	return func(o *options) { o.contract = contract }
+}
 
 func newOptions(opts []Option) options {
 	o := options{maxBuffer: physicalMemory(), spoolMemory: spoolInMemory}
@@ -72,6 +86,7 @@ type Reader struct {
 	footer     *fileIndex      // its verified footer
 	stream     *ipc.Reader     // IPC stream, or an IPC file without a valid footer
 	noFooter   error           // an IPC file without a usable footer, read as a stream; the footer's error
+	noContract bool            // WithContract said no: metadata only, no batches
 	closers    []func() error
 	index      int   // next batch index
 	rows       int64 // rows before the next batch
@@ -192,6 +207,9 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 	switch {
 	case len(head) == 0:
 		return nil, fileError(name, nil, "empty input (0 bytes): want an Arrow IPC file or stream")
+	case bytes.HasPrefix(head, ipc.Magic) && opt.streamOnly:
+		err = fileError(name, nil, "this is an Arrow IPC file; this reader takes an IPC stream "+
+			"(pyarrow.ipc.new_stream, apache-arrow RecordBatchStreamWriter)")
 	case bytes.HasPrefix(head, ipc.Magic):
 		if ra == nil {
 			if ra, err = r.spool(br, opt); err != nil {
@@ -217,6 +235,10 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 	if err != nil {
 		r.Close()
 		return nil, err
+	}
+	if opt.contract != nil && !opt.contract(r.sch) {
+		r.noContract = true
+		return r, nil
 	}
 	lay, meta, err := checkSchema(name, r.sch)
 	if err != nil {
@@ -396,6 +418,12 @@ func (r *Reader) Next() bool {
 		if rec.NumRows() == 0 {
 			rec.Release()
 			continue
+		}
+		if r.noContract {
+			rec.Release()
+			r.err = &InputError{File: r.name, Batch: idx, Row: -1, Msg: "this input carries metadata only " +
+				"and must have no record batches; it has one"}
+			return false
 		}
 		b, err := r.makeBatch(rec, idx)
 		if err != nil {

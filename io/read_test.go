@@ -1,6 +1,7 @@
 package papoio
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -393,7 +394,7 @@ func TestParams(t *testing.T) {
 		{map[string]string{MetaClipLow: "-0.1"}, `papo.clip_low="-0.1"`},
 		{map[string]string{MetaClipHigh: "x"}, "papo.clip_high"},
 	} {
-		p, err := parseParams(arrow.MetadataFrom(c.md))
+		p, err := ParamsFromMetadata(arrow.MetadataFrom(c.md))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%v: %v", c.md, err)
@@ -403,4 +404,86 @@ func TestParams(t *testing.T) {
 			t.Errorf("%v: %+v", c.md, p)
 		}
 	}
+}
+
+// TestServerOptions: WithStreamOnly refuses an IPC file; WithContract(false) reads a
+// metadata-only stream of any schema and refuses one with a record batch; two requests back to
+// back on one bufio.Reader are read one after the other.
+func TestServerOptions(t *testing.T) {
+	const v = 4
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	schema := InputSchema(v, polarity.Float32, testColumns(polarity.Float32, v, 1, 0), nil)
+	recs := buildBatches(t, mem, schema, polarity.Float32, v, []int{3}, nil)
+	defer releaseRecords(recs)
+	md := arrow.NewMetadata([]string{"papo.request"}, []string{"rollback"})
+	bare := arrow.NewSchema(nil, &md)
+	noContract := WithContract(func(s *arrow.Schema) bool {
+		r, _ := s.Metadata().GetValue("papo.request")
+		return r != "rollback"
+	})
+	for _, tc := range []struct {
+		name string
+		data []byte
+		err  string // from NewReader or the iteration; "" none
+		rows int
+	}{
+		{name: "IPC file refused", data: encodeIPC(t, false, schema, recs...), err: "this is an Arrow IPC file"},
+		{name: "stream", data: encodeIPC(t, true, schema, recs...), rows: 3},
+		{name: "metadata only", data: encodeIPC(t, true, bare)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewReader(bytes.NewReader(tc.data), "req", mem, WithStreamOnly(), noContract)
+			if err == nil {
+				for r.Next() {
+					tc.rows -= r.Batch().Input.Rows()
+				}
+				err = r.Err()
+				r.Close()
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v; want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || tc.rows != 0 {
+				t.Fatalf("err %v, %d rows unaccounted", err, tc.rows)
+			}
+		})
+	}
+	t.Run("rollback request with a batch", func(t *testing.T) {
+		rb := arrow.NewSchema(schema.Fields(), &md)
+		rec := array.NewRecord(rb, recs[0].Columns(), recs[0].NumRows())
+		defer rec.Release()
+		r, err := NewReader(bytes.NewReader(encodeIPC(t, true, rb, rec)), "req", mem, noContract)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if r.Next() || r.Err() == nil || !strings.Contains(r.Err().Error(), "metadata only") {
+			t.Fatalf("Next read a batch of a metadata-only request (err %v)", r.Err())
+		}
+	})
+	t.Run("two requests on one connection", func(t *testing.T) {
+		conn := bufio.NewReaderSize(bytes.NewReader(append(encodeIPC(t, true, schema, recs...),
+			encodeIPC(t, true, bare)...)), 1<<16)
+		for i, want := range []int{3, 0} {
+			r, err := NewReader(conn, "req", mem, WithStreamOnly(), noContract)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			rows := 0
+			for r.Next() {
+				rows += r.Batch().Input.Rows()
+			}
+			if r.Err() != nil || rows != want {
+				t.Fatalf("request %d: %d rows, err %v; want %d", i, rows, r.Err(), want)
+			}
+			r.Close()
+		}
+		if _, err := conn.ReadByte(); err != io.EOF {
+			t.Fatalf("bytes left after the two requests (err %v)", err)
+		}
+	})
 }

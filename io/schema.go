@@ -192,7 +192,7 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 		return fail(ColLogits, "%s", err)
 	}
 
-	params, err := parseParams(s.Metadata())
+	params, err := ParamsFromMetadata(s.Metadata())
 	if err != nil {
 		e := fileError(file, nil, "schema metadata %s", err)
 		return nil, Meta{}, e
@@ -280,8 +280,9 @@ func (lay *layout) checkLogits(f arrow.Field) error {
 	return nil
 }
 
-// parseParams reads polarity.Params from schema metadata; absent keys keep the defaults.
-func parseParams(md arrow.Metadata) (polarity.Params, error) {
+// ParamsFromMetadata reads polarity.Params (papo.temperature, papo.lr, papo.clip_low,
+// papo.clip_high) from schema metadata; absent keys keep the defaults.
+func ParamsFromMetadata(md arrow.Metadata) (polarity.Params, error) {
 	p := polarity.DefaultParams()
 	get := func(key string) (string, bool) {
 		v, ok := md.GetValue(key)

@@ -285,7 +285,7 @@ func FinishSummary(path string, rows []StepSummary, mem memory.Allocator) (*atom
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	rec := summaryRecord(mem, rows)
+	rec := SummaryRecord(mem, rows)
 	defer rec.Release()
 	w, err := Create(path, summarySchema, mem)
 	if err != nil {

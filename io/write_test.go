@@ -373,7 +373,7 @@ func TestAtomicWrites(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	rows := []StepSummary{{Step: 1, Tokens: 10, MeanEntropy: 0.5}}
-	rec := summaryRecord(mem, rows)
+	rec := SummaryRecord(mem, rows)
 	defer rec.Release()
 	other := arrow.NewSchema([]arrow.Field{{Name: "y", Type: arrow.PrimitiveTypes.Int64}}, nil)
 	for _, ext := range allExtensions {

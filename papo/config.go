@@ -218,16 +218,25 @@ func LoadConfig(path string, c *Config) error {
 			return fmt.Errorf("papo config %s: unknown key(s) %s", path, strings.Join(keys, ", "))
 		}
 	case ".json":
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
+		if err := DecodeConfigJSON(data, c); err != nil {
 			return fmt.Errorf("papo config %s: %w", path, err)
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			return fmt.Errorf("papo config %s: unexpected data after the JSON object", path)
 		}
 	default:
 		return fmt.Errorf("papo config %s: unknown extension %q (want .toml or .json)", path, filepath.Ext(path))
+	}
+	return nil
+}
+
+// DecodeConfigJSON reads one JSON object over c, as LoadConfig reads a .json file (a server
+// request carries the same object in its metadata). It does not validate.
+func DecodeConfigJSON(data []byte, c *Config) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
 	}
 	return nil
 }
