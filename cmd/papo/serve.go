@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/serve"
+)
+
+// listenFlag collects repeated --listen values.
+type listenFlag []serve.Address
+
+func (l *listenFlag) String() string {
+	s := make([]string, len(*l))
+	for i, a := range *l {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *listenFlag) Set(v string) error {
+	a, err := serve.ParseAddress(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, a)
+	return nil
+}
+
+// runServe implements `papo serve`: package serve wired to listeners, signals and a log.
+func runServe(env *environment, args []string) error {
+	fs := flagSet("serve", "--listen ADDR [--listen ADDR ...] [--state-dir DIR] [flags]")
+	var listens listenFlag
+	fs.Var(&listens, "listen", "where to listen: unix:///path/papo.sock (mode 0600), tcp://127.0.0.1:PORT or stdio (repeatable)")
+	device := fs.String("device", "auto", "engine: auto (CUDA when papo-cuda finds a device, else CPU), cpu or cuda")
+	threads := fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
+	stateDir := fs.String("state-dir", "", "directory of the run states, one <papo.run_id>.json per run (needed for reweight requests)")
+	history := fs.Int("state-history", papo.DefaultHistory, "steps each run state remembers, so that a re-sent step can roll the run back")
+	allowRemote := fs.Bool("allow-remote", false, "allow TCP addresses other than loopback (requires PAPO_TOKEN in the environment)")
+	maxBatch := fs.Int64("max-batch-bytes", 1<<30, "largest record batch body a request may send")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (host:port, loopback unless --allow-remote)")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	configPath := fs.String("config", "", "default reweighting parameters from a .toml or .json file (a request's papo.config wins)")
+	cfg := papo.DefaultConfig()
+	cfg.RegisterFlags(fs)
+	positional, err := parseFlags(fs, args, env.stderr)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 0 {
+		return usagef("unexpected arguments %q", positional)
+	}
+	if len(listens) == 0 {
+		return usagef("--listen is required (unix:///path/papo.sock, tcp://127.0.0.1:PORT or stdio)")
+	}
+	if *configPath != "" {
+		if err := papo.LoadConfig(*configPath, &cfg); err != nil {
+			return usagef("--config: %v", err)
+		}
+		if _, err := parseFlags(fs, args, env.stderr); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	token := os.Getenv("PAPO_TOKEN")
+	if *allowRemote && token == "" {
+		return usagef("--allow-remote requires a shared token in PAPO_TOKEN: clients send it as the papo.token schema metadata")
+	}
+	stdio := 0
+	for _, a := range listens {
+		if a.Network == "stdio" {
+			stdio++
+		}
+	}
+	if stdio > 1 {
+		return usagef("--listen stdio may be given once")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(env.stderr, hopts)
+	case "json":
+		handler = slog.NewJSONHandler(env.stderr, hopts)
+	default:
+		return usagef("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(handler)
+
+	engine, err := selectEngine(env, *device, *threads, append([]string{"serve"}, args...))
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	var metrics *serve.Metrics
+	if *metricsAddr != "" {
+		metrics = serve.NewMetrics(engine.Name())
+	}
+	srv, err := serve.New(serve.Config{Engine: engine, Reweight: cfg, StateDir: *stateDir, History: *history,
+		Token: token, MaxBatchBytes: *maxBatch, Logger: log, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	var where []string
+	for _, a := range listens {
+		if a.Network == "stdio" {
+			where = append(where, "stdio")
+			continue
+		}
+		l, err := serve.Listen(a, *allowRemote)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, l)
+		if a.Network == "tcp" {
+			a.Addr = l.Addr().String() // the port chosen for :0
+		}
+		where = append(where, a.String())
+	}
+	var metricsServer *http.Server
+	if *metricsAddr != "" {
+		l, err := serve.Listen(serve.Address{Network: "tcp", Addr: *metricsAddr}, *allowRemote)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler())
+		metricsServer = &http.Server{Handler: mux}
+		go metricsServer.Serve(l)
+		defer metricsServer.Close()
+		where = append(where, "metrics http://"+l.Addr().String()+"/metrics")
+	}
+
+	state := *stateDir
+	if state == "" {
+		state = "none (analyze requests only)"
+	}
+	fmt.Fprintf(env.stderr, "papo serve: listening on %s; engine %s; state dir %s; token %s\n",
+		strings.Join(where, ", "), engine.Name(), state, map[bool]string{true: "required", false: "not required"}[token != ""])
+	log.Info("listening", "addresses", where, "engine", engine.Name(), "state_dir", *stateDir, "token_required", token != "")
+	if env.serveReady != nil {
+		env.serveReady(where)
+	}
+
+	errs := make(chan error, len(listeners)+1)
+	for _, l := range listeners {
+		go func() { errs <- srv.Serve(l) }()
+	}
+	stdioDone := make(chan struct{})
+	if stdio > 0 {
+		go func() {
+			srv.ServeStream(env.stdin, env.stdout, "stdio")
+			close(stdioDone)
+		}()
+	}
+
+	sigs := env.signals
+	if sigs == nil {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(ch)
+		sigs = ch
+	}
+	var serveErr error
+	select {
+	case sig := <-sigs:
+		log.Info("draining: finishing the requests in progress (send the signal again to stop at once)", "signal", sig.String())
+	case <-stdioDone:
+		if len(listeners) > 0 {
+			// stdio ended; the sockets go on until a signal.
+			sig := <-sigs
+			log.Info("draining", "signal", sig.String())
+		}
+	case serveErr = <-errs:
+		log.Error("listener failed", "err", serveErr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("stopping at once: requests in progress fail and their run states stay unchanged", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = srv.Shutdown(ctx)
+	cancel()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, serve.ErrServerClosed) {
+		return serveErr
+	}
+	return err
+}

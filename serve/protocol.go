@@ -1,0 +1,198 @@
+package serve
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/papo"
+)
+
+// Request metadata keys: schema metadata of the request stream (docs/PROTOCOL.md). The input
+// contract's own keys (papo.temperature, papo.lr, papo.clip_low, papo.clip_high,
+// papo.run_id) keep their meaning.
+const (
+	KeyRequest         = "papo.request"          // analyze (default), reweight or rollback
+	KeyRunID           = papoio.MetaRunID        // the run whose state a reweight or rollback uses
+	KeyToken           = "papo.token"            // the shared token, when the server requires one
+	KeyMethod          = "papo.method"           // reweighting method (overrides papo.config's)
+	KeyConfig          = "papo.config"           // JSON object of reweighting parameters (papo --config keys)
+	KeyNaturalGradient = "papo.natural_gradient" // "true": the natural-gradient polarity factor
+	KeyResetState      = "papo.reset_state"      // "true": start the run afresh
+	KeyRollbackTo      = "papo.rollback_to"      // rollback: the first step to forget
+)
+
+// Reply status metadata keys: schema metadata of the status stream that ends every reply.
+const (
+	KeyStatus    = "papo.status"     // ok or error
+	KeyErrorKind = "papo.error_kind" // an ErrorKind
+	KeyError     = "papo.error"      // the message
+	KeyEngine    = "papo.engine"     // the engine that computed the reply
+	KeyTokens    = "papo.tokens"     // token rows in the request
+	KeySteps     = "papo.steps"      // steps answered
+	KeyCommitted = "papo.committed"  // "true" when the run state now holds the request's steps
+	KeyRollback  = "papo.rollback"   // what a re-sent step or a rollback request rolled back
+	KeyLastStep  = "papo.last_step"  // the run's last committed step after the request ("" none)
+)
+
+// Request kinds.
+const (
+	Analyze  = "analyze"
+	Reweight = "reweight"
+	Rollback = "rollback"
+)
+
+// ErrorKind classifies a failed request for clients and metrics.
+type ErrorKind string
+
+const (
+	KindInput      ErrorKind = "input"       // the bytes, the schema or the data break the input contract
+	KindRequest    ErrorKind = "request"     // the request metadata is wrong (kind, run id, parameters)
+	KindAuth       ErrorKind = "auth"        // missing or wrong token
+	KindTooLarge   ErrorKind = "too_large"   // a batch over --max-batch-bytes
+	KindState      ErrorKind = "state"       // the run state refused the request (parameters, history)
+	KindBusy       ErrorKind = "busy"        // the run's state file is held by another process
+	KindShutdown   ErrorKind = "shutdown"    // the server stopped before the request finished
+	KindInternal   ErrorKind = "internal"    // a bug or a failure of the server's machine
+	KindClientGone ErrorKind = "client_gone" // the client went away mid-request (logged only)
+)
+
+// requestError is an error with its kind.
+type requestError struct {
+	kind ErrorKind
+	err  error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+func errorf(kind ErrorKind, format string, args ...any) error {
+	return &requestError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+// runIDPattern keeps a run id usable as a file name in the state directory.
+var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// request is what a request's metadata asks for.
+type request struct {
+	kind       string
+	runID      string
+	config     papo.Config
+	natural    bool
+	reset      bool
+	rollbackTo int64
+	tokenOK    bool
+}
+
+// needsContract reports whether a request stream's schema must follow the input contract: all
+// but rollback requests carry token rows.
+func needsContract(s *arrow.Schema) bool {
+	kind, _ := s.Metadata().GetValue(KeyRequest)
+	return strings.TrimSpace(kind) != Rollback
+}
+
+// parseRequest reads the request metadata over the server's defaults.
+func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*request, error) {
+	get := func(k string) (string, bool) {
+		v, ok := md.GetValue(k)
+		return strings.TrimSpace(v), ok
+	}
+	req := &request{kind: Analyze, config: defaults}
+	if token != "" {
+		got, _ := md.GetValue(KeyToken)
+		req.tokenOK = subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+		if !req.tokenOK {
+			if got == "" {
+				return req, errorf(KindAuth, "the server requires a token: put it in the request's schema metadata as %s", KeyToken)
+			}
+			return req, errorf(KindAuth, "wrong %s", KeyToken)
+		}
+	}
+	if v, ok := get(KeyRequest); ok {
+		req.kind = v
+	}
+	switch req.kind {
+	case Analyze, Reweight, Rollback:
+	default:
+		return req, errorf(KindRequest, "%s %q: want %s, %s or %s", KeyRequest, req.kind, Analyze, Reweight, Rollback)
+	}
+	req.runID, _ = get(KeyRunID)
+	if req.kind != Analyze {
+		if req.runID == "" {
+			return req, errorf(KindRequest, "a %s request needs %s (the run whose state it uses)", req.kind, KeyRunID)
+		}
+		if !runIDPattern.MatchString(req.runID) {
+			return req, errorf(KindRequest, "%s %q: want 1–128 letters, digits, '.', '_' or '-', not starting with '.', '_' or '-'", KeyRunID, req.runID)
+		}
+	}
+	boolKey := func(k string, dst *bool) error {
+		v, ok := get(k)
+		if !ok {
+			return nil
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errorf(KindRequest, "%s %q: want true or false", k, v)
+		}
+		*dst = b
+		return nil
+	}
+	if err := boolKey(KeyNaturalGradient, &req.natural); err != nil {
+		return req, err
+	}
+	if err := boolKey(KeyResetState, &req.reset); err != nil {
+		return req, err
+	}
+	if v, ok := get(KeyConfig); ok && v != "" {
+		if err := papo.DecodeConfigJSON([]byte(v), &req.config); err != nil {
+			return req, errorf(KindRequest, "%s: %v", KeyConfig, err)
+		}
+	}
+	if v, ok := get(KeyMethod); ok {
+		req.config.Method = v
+	}
+	if req.kind == Analyze {
+		req.config.Method = papo.MethodNone
+	}
+	if err := req.config.Validate(); err != nil {
+		return req, errorf(KindRequest, "%v", err)
+	}
+	if req.kind == Rollback {
+		v, ok := get(KeyRollbackTo)
+		if !ok {
+			return req, errorf(KindRequest, "a rollback request needs %s (the first step to forget)", KeyRollbackTo)
+		}
+		step, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return req, errorf(KindRequest, "%s %q: want an integer step", KeyRollbackTo, v)
+		}
+		req.rollbackTo = step
+	}
+	return req, nil
+}
+
+// requestKeys are the metadata keys that a reply does not echo (the token above all).
+var requestKeys = []string{KeyRequest, KeyToken, KeyMethod, KeyConfig, KeyNaturalGradient, KeyResetState, KeyRollbackTo}
+
+// replySchema is the output schema of a request's input schema, without the request keys.
+func replySchema(in *arrow.Schema) *arrow.Schema {
+	out := papoio.OutputSchema(in)
+	md := out.Metadata()
+	var keys, values []string
+	for i, k := range md.Keys() {
+		drop := false
+		for _, r := range requestKeys {
+			drop = drop || k == r
+		}
+		if !drop {
+			keys, values = append(keys, k), append(values, md.Values()[i])
+		}
+	}
+	kept := arrow.NewMetadata(keys, values)
+	return arrow.NewSchema(out.Fields(), &kept)
+}

@@ -1,0 +1,418 @@
+package serve
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/run"
+)
+
+// outcome is what a request did, for its status, its log line and the metrics.
+type outcome struct {
+	req       *request
+	tokens    int64
+	bytesIn   int64
+	steps     []papoio.StepSummary
+	rollbacks []string
+	committed bool
+	lastStep  string
+	err       error
+	// consumed: the request stream was read to its end-of-stream marker, so the connection is
+	// still at a request boundary and may carry the next one.
+	consumed bool
+}
+
+func (o *outcome) kind() ErrorKind {
+	var re *requestError
+	if errors.As(o.err, &re) {
+		return re.kind
+	}
+	return KindInternal
+}
+
+// serveRequest reads one request from br and writes its reply; it reports whether the
+// connection may carry another request.
+func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log *slog.Logger) bool {
+	start := time.Now()
+	in0 := in.n
+	q := newReplyQueue(s.cfg.MaxReplyBuffer)
+	go q.run(deadlineWriter{c: c, timeout: s.cfg.WriteTimeout})
+	o := s.handle(s.hard, br, q, log)
+	o.bytesIn = in.n - in0 // what the connection delivered meanwhile (read-ahead included)
+
+	// The status stream ends every reply.
+	if err := s.writeStatus(q, o); err != nil && o.err == nil {
+		o.err = &requestError{kind: KindClientGone, err: err}
+	}
+	written, werr := q.close()
+	if werr != nil && o.err == nil {
+		o.err = &requestError{kind: KindClientGone, err: werr}
+	}
+	elapsed := time.Since(start)
+
+	kindName := Analyze
+	if o.req != nil {
+		kindName = o.req.kind
+	}
+	attrs := []any{"kind", kindName, "tokens", o.tokens, "steps", len(o.steps), "bytes_in", o.bytesIn,
+		"bytes_out", written, "seconds", elapsed.Seconds()}
+	if o.req != nil && o.req.kind != Analyze {
+		attrs = append(attrs, "run_id", o.req.runID, "committed", o.committed)
+	}
+	if o.tokens > 0 && elapsed > 0 {
+		attrs = append(attrs, "tokens_per_s", float64(o.tokens)/elapsed.Seconds())
+	}
+	status := "ok"
+	if o.err != nil {
+		status = "error"
+		attrs = append(attrs, "error_kind", string(o.kind()), "err", o.err.Error())
+		if o.kind() == KindAuth {
+			log.Warn("request refused", attrs...)
+		} else {
+			log.Info("request failed", attrs...)
+		}
+	} else {
+		log.Info("request", attrs...)
+	}
+	s.cfg.Metrics.request(kindName, status, o.kind(), o.err != nil, o.tokens, o.bytesIn, written, elapsed)
+
+	keep := o.err == nil || (o.consumed && werr == nil && o.kind() != KindAuth && o.kind() != KindShutdown)
+	if !keep && werr == nil {
+		lingerClose(c, br)
+	}
+	return keep
+}
+
+// lingerClose ends a connection whose request was not read to its end: the reply has been
+// written, so the write side is closed first and what the client is still sending is read and
+// dropped for a short while, so that the client reads its error instead of a reset.
+func lingerClose(c *conn, br *bufio.Reader) {
+	type closeWriter interface{ CloseWrite() error }
+	cw, ok := c.nc.(closeWriter)
+	if !ok {
+		return
+	}
+	cw.CloseWrite()
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	io.CopyN(io.Discard, br, 16<<20)
+}
+
+// handle reads and answers the request's data stream; the status follows in serveRequest.
+func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, log *slog.Logger) (o *outcome) {
+	o = &outcome{}
+	// br is the connection's own buffer (papoio.NewReader uses a *bufio.Reader of 64 KiB as it
+	// is): the reader stops at the end-of-stream marker, and the next request starts there.
+	rd, err := papoio.NewReader(br, "request", s.cfg.Mem,
+		papoio.WithStreamOnly(), papoio.WithMaxBufferBytes(s.cfg.MaxBatchBytes), papoio.WithContract(needsContract))
+	if err != nil {
+		o.err = s.inputError(err)
+		s.emptyData(q)
+		return o
+	}
+	defer rd.Close()
+	req, err := parseRequest(rd.Schema().Metadata(), s.cfg.Reweight, s.cfg.Token)
+	o.req = req
+	if err != nil {
+		o.err = err
+		s.emptyData(q)
+		if o.kind() != KindAuth { // a refused client's bytes are not read on
+			o.consumed = drain(rd)
+		}
+		return o
+	}
+	if req.kind == Rollback {
+		s.emptyData(q)
+		o.consumed = drain(rd)
+		if o.consumed {
+			s.rollback(req, rd.Schema().Metadata(), o, log)
+		} else {
+			o.err = s.inputError(rd.Err())
+		}
+		return o
+	}
+	s.compute(ctx, rd, req, q, o, log)
+	return o
+}
+
+// countingReader counts the request bytes.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// drain reads the rest of a request whose answer is already known; true when it ended cleanly.
+func drain(rd *papoio.Reader) bool {
+	for rd.Next() {
+	}
+	return rd.Err() == nil
+}
+
+func (s *Server) inputError(err error) error {
+	if errors.Is(err, papoio.ErrBufferLimit) {
+		return &requestError{kind: KindTooLarge, err: fmt.Errorf("%w (the server's --max-batch-bytes is %d: send smaller record batches)",
+			err, s.cfg.MaxBatchBytes)}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return &requestError{kind: KindInput, err: fmt.Errorf("the request stream was cut: %w", err)}
+	}
+	return &requestError{kind: KindInput, err: err}
+}
+
+// emptyData writes a data stream with no columns and no batches: the reply of a request that
+// computes nothing.
+func (s *Server) emptyData(q *replyQueue) {
+	if w, err := papoio.NewWriter(q, "reply", papoio.FormatIPCStream, arrow.NewSchema(nil, nil), s.cfg.Mem); err == nil {
+		w.Close()
+	}
+}
+
+// openRun opens a run's state for a reweight or rollback request.
+func (s *Server) openRun(req *request, opts ...papo.Option) (*papo.Reweighter, error) {
+	if s.cfg.StateDir == "" {
+		return nil, errorf(KindRequest, "this server keeps no run state (start it with --state-dir): a %s request cannot be served", req.kind)
+	}
+	opts = append(opts, papo.WithStateFile(s.statePath(req.runID)), papo.WithDeferredSave(),
+		papo.WithReset(req.reset), papo.WithHistory(s.cfg.History))
+	rw, err := papo.NewReweighter(req.config, opts...)
+	if err != nil {
+		return nil, &requestError{kind: KindState, err: fmt.Errorf("run %s: %w", req.runID, err)}
+	}
+	return rw, nil
+}
+
+func lastStep(rw *papo.Reweighter) string {
+	if last, ok := rw.LastStep(); ok {
+		return strconv.FormatInt(last, 10)
+	}
+	return ""
+}
+
+// rollback serves a rollback request.
+func (s *Server) rollback(req *request, md arrow.Metadata, o *outcome, log *slog.Logger) {
+	params, err := papoio.ParamsFromMetadata(md)
+	if err != nil {
+		o.err = errorf(KindRequest, "%v", err)
+		return
+	}
+	params.NaturalGradient = req.natural
+	unlock := s.lockRun(req.runID)
+	defer unlock()
+	rw, err := s.openRun(req, papo.WithSignal(params))
+	if err != nil {
+		o.err = err
+		return
+	}
+	defer rw.Close()
+	rb, err := rw.Rollback(req.rollbackTo)
+	if err != nil {
+		o.err = &requestError{kind: KindState, err: fmt.Errorf("run %s: %w", req.runID, err)}
+		o.lastStep = lastStep(rw)
+		return
+	}
+	if err := rw.Commit(); err != nil {
+		o.err = &requestError{kind: KindInternal, err: fmt.Errorf("run %s: committing the state: %w", req.runID, err)}
+		return
+	}
+	o.committed = true
+	o.lastStep = lastStep(rw)
+	if rb != nil {
+		o.rollbacks = append(o.rollbacks, rb.String())
+		log.Info("rollback", "run_id", req.runID, "to", req.rollbackTo, "forgotten", rb.Forgotten)
+	}
+}
+
+// compute serves an analyze or reweight request: batches are read one ahead of the engine,
+// results are written as each step completes, and the run state is committed after the
+// results have been written.
+func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q *replyQueue, o *outcome, log *slog.Logger) {
+	schema := replySchema(rd.Schema())
+	w, err := papoio.NewWriter(q, "reply", papoio.FormatIPCStream, schema, s.cfg.Mem)
+	if err != nil {
+		o.err = &requestError{kind: KindInternal, err: err}
+		s.emptyData(q)
+		return
+	}
+	defer w.Abort()
+	fail := func(err error) {
+		if o.err == nil {
+			o.err = err
+		}
+	}
+	params := rd.Meta().Params
+	params.NaturalGradient = req.natural
+	var rw *papo.Reweighter
+	if req.kind == Reweight {
+		unlock := s.lockRun(req.runID)
+		defer unlock()
+		rw, err = s.openRun(req, papo.WithSignal(params))
+	} else {
+		rw, err = papo.NewReweighter(req.config, papo.WithSignal(params))
+	}
+	if err != nil {
+		fail(err)
+	} else {
+		defer rw.Close()
+		o.lastStep = lastStep(rw)
+	}
+
+	var p *run.Pipeline
+	if o.err == nil {
+		sink := run.NewOutput(w, schema, s.cfg.Mem, func(r *run.StepReport) error {
+			o.steps = append(o.steps, r.Summary)
+			if rb := r.Reweight.Rollback; rb != nil {
+				o.rollbacks = append(o.rollbacks, rb.String())
+				log.Info("rollback", "run_id", req.runID, "step", rb.Step, "forgotten", rb.Forgotten)
+			}
+			return nil
+		})
+		p, err = run.New(run.Config{Name: "request", Engine: s.cfg.Engine, Params: params, Reweighter: rw,
+			RequireAdvantage: req.kind == Reweight, Mem: s.cfg.Mem}, sink)
+		if err != nil {
+			fail(&requestError{kind: KindRequest, err: err})
+		} else {
+			defer p.Abort()
+		}
+	}
+
+	// The reader runs one batch ahead of the engine (the channel has no buffer: the reader
+	// holds at most one batch while the engine computes another).
+	batches := make(chan *papoio.Batch)
+	stop := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		for rd.Next() {
+			b := rd.Batch()
+			b.Record.Retain()
+			select {
+			case batches <- b:
+			case <-stop:
+				b.Record.Release()
+				readErr <- nil
+				return
+			}
+		}
+		readErr <- rd.Err()
+	}()
+	stopped := false
+	for b := range batches {
+		o.tokens += int64(b.Input.Rows())
+		if o.err == nil {
+			if err := p.Add(ctx, b); err != nil {
+				fail(s.pipelineError(ctx, q, err))
+			}
+		}
+		b.Record.Release()
+		if ctx.Err() != nil && !stopped {
+			stopped = true
+			close(stop)
+		}
+	}
+	if err := <-readErr; err != nil {
+		fail(s.inputError(err))
+	} else if !stopped {
+		o.consumed = true
+	}
+	if o.err == nil {
+		if err := p.Close(ctx); err != nil {
+			fail(s.pipelineError(ctx, q, err))
+		}
+	}
+	if err := w.Close(); err != nil { // the end-of-stream marker
+		fail(&requestError{kind: KindClientGone, err: err})
+		return
+	}
+	if err := q.flush(); err != nil {
+		fail(&requestError{kind: KindClientGone, err: err})
+		return
+	}
+	// The results of every answered step have reached the connection: commit them.
+	if req.kind == Reweight && rw != nil && len(o.steps) > 0 && ctx.Err() == nil {
+		if err := rw.Commit(); err != nil {
+			fail(&requestError{kind: KindInternal, err: fmt.Errorf("run %s: committing the state: %w", req.runID, err)})
+			return
+		}
+		o.committed = true
+		o.lastStep = lastStep(rw)
+	}
+}
+
+// pipelineError classifies an error of the run pipeline.
+func (s *Server) pipelineError(ctx context.Context, q *replyQueue, err error) error {
+	var he *papo.HistoryError
+	switch {
+	case ctx.Err() != nil:
+		return &requestError{kind: KindShutdown, err: errors.New("the server is shutting down: the request was stopped and its run state is unchanged")}
+	case q.failed():
+		return &requestError{kind: KindClientGone, err: err}
+	case errors.As(err, &he):
+		return &requestError{kind: KindState, err: err}
+	}
+	return &requestError{kind: KindInput, err: err}
+}
+
+// statusSchema is the status stream's schema: the per-step summary table with the outcome in
+// its metadata.
+func (s *Server) statusSchema(o *outcome) *arrow.Schema {
+	kv := map[string]string{KeyStatus: "ok", KeyEngine: s.cfg.Engine.Name(), KeyTokens: strconv.FormatInt(o.tokens, 10),
+		KeySteps: strconv.Itoa(len(o.steps)), KeyCommitted: strconv.FormatBool(o.committed)}
+	if o.req != nil && o.req.runID != "" && o.req.kind != Analyze {
+		kv[KeyRunID] = o.req.runID
+		kv[KeyLastStep] = o.lastStep
+	}
+	if o.err != nil {
+		kv[KeyStatus] = "error"
+		kv[KeyErrorKind] = string(o.kind())
+		kv[KeyError] = o.err.Error()
+	}
+	if len(o.rollbacks) > 0 {
+		msg := ""
+		for i, r := range o.rollbacks {
+			if i > 0 {
+				msg += "; "
+			}
+			msg += r
+		}
+		kv[KeyRollback] = msg
+	}
+	md := arrow.MetadataFrom(kv)
+	return arrow.NewSchema(papoio.SummarySchema().Fields(), &md)
+}
+
+func (s *Server) writeStatus(q *replyQueue, o *outcome) error {
+	schema := s.statusSchema(o)
+	w, err := papoio.NewWriter(q, "status", papoio.FormatIPCStream, schema, s.cfg.Mem)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if len(o.steps) > 0 {
+		rec := papoio.SummaryRecord(s.cfg.Mem, o.steps)
+		withMeta := array.NewRecord(schema, rec.Columns(), rec.NumRows())
+		rec.Release()
+		err := w.Write(withMeta)
+		withMeta.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
