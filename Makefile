@@ -27,10 +27,13 @@ demo: build
 		--phase-mode target --target-entropy 0.8 --summary $(DEMO)/reweight-summary.csv
 	@echo "outputs in $(DEMO)/"
 
-# The JavaScript apache-arrow writer used by the interop test (a second Arrow implementation).
+# The JavaScript apache-arrow package (a second Arrow implementation) for the interop tests and
+# the serve client example; the Python client is checked for syntax (pyarrow is not installed).
 interop-deps:
-	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null; \
-	else echo "npm not found: the interop test will be skipped"; fi
+	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null && \
+	npm ci --prefix examples/node --no-audit --no-fund >/dev/null; \
+	else echo "npm not found: the interop and serve tests will be skipped"; fi
+	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py; fi
 
 test: vet fmt-check interop-deps test-go test-race fuzz
 
@@ -42,7 +45,7 @@ test-go:
 # The race detector on the packages with goroutines: the CPU engine's workers, the CUDA
 # pipeline and its fallback, the run pipeline, the state's lock and journal, the CLI's signal
 # handling (about 2 minutes on 2 cores).
-RACE_PKGS ?= ./polarity ./cuda/pipeline ./cuda/fallback ./run ./internal/atomicfile ./papo ./cmd/papo
+RACE_PKGS ?= ./polarity ./cuda/pipeline ./cuda/fallback ./run ./serve ./internal/atomicfile ./papo ./cmd/papo
 test-race:
 	$(GO) test -race -count=1 $(RACE_PKGS)
 

@@ -4,6 +4,7 @@
 //	papo gen      synthetic rollouts (no download)
 //	papo analyze  per-token entropy and polarity, per-step summary
 //	papo reweight PAPO advantage reweighting (and baselines) with restart-safe run state
+//	papo serve    the trainer sidecar: requests as Arrow IPC streams over unix/TCP sockets or stdio
 //	papo bench    engine throughput next to the machine's memory bandwidth
 //	papo probe    the CUDA devices this binary can use
 //
@@ -25,6 +26,7 @@ Usage:
   papo gen      -o OUT [--vocab V] [--tokens N] [--steps S] [--dtype float32|float16|bfloat16] [--seed N]
   papo analyze  IN [-o OUT] [--summary FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
   papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
+  papo serve    --listen unix:///PATH|tcp://127.0.0.1:PORT|stdio [--state-dir DIR] [--metrics ADDR] [reweight flags]
   papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)
   papo probe    (lists CUDA devices; exit 0 when one is usable)
   papo version
@@ -83,6 +85,8 @@ func executeIn(env *environment, args []string) (code int) {
 		err = runAnalyze(env, args[1:], false)
 	case "reweight":
 		err = runAnalyze(env, args[1:], true)
+	case "serve":
+		err = runServe(env, args[1:])
 	case "probe":
 		err = runProbe(env, args[1:])
 	case "bench":
@@ -117,6 +121,10 @@ type environment struct {
 	// at, when set (tests only), is called at the named points of a run ("batch" after each
 	// batch, "closed", "finished", "committed"); the transaction tests kill the process there.
 	at func(point string)
+	// signals, when set (tests), replaces SIGINT/SIGTERM for papo serve; serveReady is told
+	// where it listens once it does.
+	signals    chan os.Signal
+	serveReady func(addresses []string)
 }
 
 func (e *environment) reached(point string) {
