@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -497,4 +498,69 @@ func peakRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/PID/status")
 	return 0
+}
+
+// TestServeMetricsAndStdio: the Prometheus endpoint counts what was served; --listen stdio
+// answers requests on standard input and exits when it ends.
+func TestServeMetricsAndStdio(t *testing.T) {
+	dir := t.TempDir()
+	req, err := testinput.Stream(testinput.Spec{V: 700, Steps: testinput.StepRows(10, 0, 1), Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, nil, "--listen", "unix://"+filepath.Join(dir, "s.sock"), "--metrics", "127.0.0.1:0")
+	if len(srv.addrs) != 2 || !strings.HasPrefix(srv.addrs[1], "metrics http://127.0.0.1:") {
+		t.Fatalf("start line addresses %v", srv.addrs)
+	}
+	for range 2 {
+		if st, err := goRequest(srv.addrs[0], req, 1, 0, nil); err != nil || st[serve.KeyStatus] != "ok" {
+			t.Fatalf("request: %v %v", st, err)
+		}
+	}
+	if st, err := goRequest(srv.addrs[0], []byte("not arrow at all"), 1, 0, nil); err != nil || st[serve.KeyErrorKind] != "input" {
+		t.Fatalf("garbage: %v %v", st, err)
+	}
+	url := strings.TrimPrefix(srv.addrs[1], "metrics ")
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`papo_requests_total{kind="analyze",status="ok"} 2`,
+		`papo_requests_total{kind="analyze",status="error"} 1`,
+		`papo_request_errors_total{kind="input"} 1`,
+		`papo_tokens_total 40`,
+		`papo_engine_info{engine="cpu"} 1`,
+		`papo_request_duration_seconds_count{kind="analyze"} 3`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
+	cmd := exec.Command(os.Args[0], "serve", "--device", "cpu", "--listen", "stdio")
+	cmd.Env = testchild.Env(cliChildEnv + "=1")
+	cmd.Stdin = bytes.NewReader(append(append([]byte(nil), req...), req...))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("serve --listen stdio: %v\n%s", err, errb.String())
+	}
+	br := bufio.NewReader(&out)
+	for i := 0; i < 4; i++ { // two replies of two streams each
+		r, err := ipc.NewReader(br)
+		if err != nil {
+			t.Fatalf("stdio reply stream %d: %v\n%s", i, err, errb.String())
+		}
+		rows := int64(0)
+		for r.Next() {
+			rows += r.RecordBatch().NumRows()
+		}
+		if st, _ := r.Schema().Metadata().GetValue(serve.KeyStatus); (i%2 == 0 && rows != 20) || (i%2 == 1 && st != "ok") {
+			t.Fatalf("stdio reply stream %d: %d rows, status %q", i, rows, st)
+		}
+		r.Release()
+	}
 }
