@@ -412,17 +412,21 @@ func TestServeSIGTERM(t *testing.T) {
 	t.Run("second SIGTERM", func(t *testing.T) {
 		srv := startServe(t, nil, "--listen", "tcp://127.0.0.1:0", "--state-dir", states)
 		start := time.Now()
+		// The signals come after 5 of the 8 batches, when steps 0 and 1 have been answered:
+		// their results were sent, but the request did not finish, so nothing is committed.
 		st, err := goRequest(srv.addrs[0], req, 8, 300*time.Millisecond, func() {
-			time.Sleep(50 * time.Millisecond)
-			srv.cmd.Process.Signal(syscall.SIGTERM)
-			time.Sleep(50 * time.Millisecond)
-			srv.cmd.Process.Signal(syscall.SIGTERM)
+			go func() {
+				time.Sleep(4*300*time.Millisecond + 100*time.Millisecond)
+				srv.cmd.Process.Signal(syscall.SIGTERM)
+				time.Sleep(50 * time.Millisecond)
+				srv.cmd.Process.Signal(syscall.SIGTERM)
+			}()
 		})
 		if err == nil && st[serve.KeyStatus] == "ok" {
 			t.Fatalf("the request succeeded although the server was stopped at once: %v", st)
 		}
 		<-srv.done
-		if d := time.Since(start); d > 2*time.Second {
+		if d := time.Since(start); d > 4*time.Second {
 			t.Fatalf("the server took %v to stop after the second SIGTERM", d)
 		}
 		after, _ := os.ReadFile(filepath.Join(states, "sig.json"))
