@@ -157,31 +157,6 @@ func runNode(t *testing.T, env []string, args ...string) ([]map[string]any, int)
 	return lines, code
 }
 
-// readStream reads every record of an Arrow IPC stream file.
-func readStream(t *testing.T, path string) (*arrow.Schema, []arrow.Record) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := ipc.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	defer r.Release()
-	var recs []arrow.Record
-	for r.Next() {
-		rec := r.RecordBatch()
-		rec.Retain()
-		recs = append(recs, rec)
-	}
-	if err := r.Err(); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return r.Schema(), recs
-}
-
 // sameOutput checks that got holds want's columns with exactly the same values (batch
 // boundaries may differ: a client may re-cut its batches).
 func sameOutput(t *testing.T, got, want string) {
@@ -254,14 +229,6 @@ func TestServeMatchesAnalyze(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); err == nil {
 		t.Errorf("the socket %s is left after the server stopped", sock)
-	}
-}
-
-func mustRun(t *testing.T, args ...string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	if code := execute(args, nil, &out, &errb); code != 0 {
-		t.Fatalf("papo %v: exit %d\n%s", args, code, errb.String())
 	}
 }
 
@@ -524,24 +491,37 @@ func TestServeMetricsAndStdio(t *testing.T) {
 	if st, err := goRequest(srv.addrs[0], []byte("not arrow at all"), 1, 0, nil); err != nil || st[serve.KeyErrorKind] != "input" {
 		t.Fatalf("garbage: %v %v", st, err)
 	}
+	// A request is counted once its reply is out: poll until the last one shows.
 	url := strings.TrimPrefix(srv.addrs[1], "metrics ")
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		`papo_requests_total{kind="analyze",status="ok"} 2`,
 		`papo_requests_total{kind="analyze",status="error"} 1`,
 		`papo_request_errors_total{kind="input"} 1`,
 		`papo_tokens_total 40`,
 		`papo_engine_info{engine="cpu"} 1`,
 		`papo_request_duration_seconds_count{kind="analyze"} 3`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q:\n%s", want, body)
+	}
+	var missing []string
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("metrics lack %q:\n%s", missing, body)
 	}
 
 	cmd := exec.Command(os.Args[0], "serve", "--device", "cpu", "--listen", "stdio")
