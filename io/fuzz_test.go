@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/entropy-polarity/papo/polarity"
@@ -28,6 +29,12 @@ func fuzzSeeds(t testing.TB) [][]byte {
 			}
 			releaseRecords(recs)
 		}
+	}
+	// Row statistics instead of logits, in both float types.
+	for _, dt := range []arrow.DataType{arrow.PrimitiveTypes.Float32, arrow.PrimitiveTypes.Float64} {
+		rec := statsRecord(t, 3, dt, "", -1, false)
+		seeds = append(seeds, encodeIPC(t, true, rec.Schema(), rec))
+		rec.Release()
 	}
 	return seeds
 }
@@ -81,6 +88,14 @@ func checkInvariants(t *testing.T, r *Reader, b *Batch) {
 	in := &b.Input
 	n := in.Rows()
 	v := in.Logits.V
+	if st := in.Stats; st != nil {
+		for _, c := range [][]float64{st.Max, st.SumExpRest, st.SumExpV, st.SumExp2, st.SumExp2V, st.Sampled} {
+			if len(c) != n || n <= 0 || v != 0 || !r.Meta().RowStats {
+				t.Fatalf("batch %d: %d rows, a statistics column of %d, V %d", b.Index, n, len(c), v)
+			}
+		}
+		return
+	}
 	if n <= 0 || v <= 0 || v != r.Meta().V || int64(n) != b.Record.NumRows() {
 		t.Fatalf("batch %d: rows %d, V %d, meta V %d, record rows %d", b.Index, n, v, r.Meta().V, b.Record.NumRows())
 	}

@@ -492,6 +492,13 @@ func (r *Reader) makeBatch(rec arrow.Record, idx int) (*Batch, error) {
 		}
 	}
 
+	if lay.stats != nil {
+		if err := r.statsColumns(rec, b, rowErr); err != nil {
+			return nil, err
+		}
+		return r.scalarColumns(rec, b, 0, rowErr)
+	}
+
 	// Logits. Their values are not checked for NaN or +Inf here: the engine finds those in its
 	// single pass over each row, and a scan here would double the memory traffic of the whole
 	// program.
@@ -558,7 +565,43 @@ func (r *Reader) makeBatch(rec arrow.Record, idx int) (*Batch, error) {
 		return nil, batchErr(ColLogits, "logits elements are %s; want float32, float16 or uint16", values.DataType())
 	}
 
-	if err := r.tokenIDs(rec.Column(lay.tokenID), int(v), in, rowErr); err != nil {
+	return r.scalarColumns(rec, b, int(v), rowErr)
+}
+
+// statsColumns views (float64) or converts (float32) the row-statistics columns; a null is an
+// error naming the row. Their values are checked by polarity.ComputeStats.
+func (r *Reader) statsColumns(rec arrow.Record, b *Batch, rowErr func(string, int, string, ...any) error) error {
+	n := int(rec.NumRows())
+	cols := make([][]float64, len(r.lay.stats))
+	for k, idx := range r.lay.stats {
+		col, name := rec.Column(idx), StatsColumnNames[k]
+		if col.NullN() != 0 {
+			for i := 0; i < n; i++ {
+				if col.IsNull(i) {
+					return rowErr(name, i, "%s is null; want the row statistic (docs/SCHEMA.md)", name)
+				}
+			}
+		}
+		switch a := col.(type) {
+		case *array.Float64:
+			cols[k] = a.Float64Values()
+		case *array.Float32:
+			cols[k] = make([]float64, n)
+			for i, x := range a.Float32Values() {
+				cols[k][i] = float64(x)
+			}
+		}
+	}
+	b.Input.Stats = &polarity.StatsColumns{Max: cols[0], SumExpRest: cols[1], SumExpV: cols[2], SumExp2: cols[3],
+		SumExp2V: cols[4], Sampled: cols[5]}
+	return nil
+}
+
+// scalarColumns reads token ids (checked against v; v = 0: only ≥ 0), advantages, old
+// log-probabilities, the mask and the step.
+func (r *Reader) scalarColumns(rec arrow.Record, b *Batch, v int, rowErr func(string, int, string, ...any) error) (*Batch, error) {
+	lay, in, n := r.lay, &b.Input, int(rec.NumRows())
+	if err := r.tokenIDs(rec.Column(lay.tokenID), v, in, rowErr); err != nil {
 		return nil, err
 	}
 	if lay.advantage >= 0 {
@@ -642,7 +685,7 @@ func (r *Reader) tokenIDs(col arrow.Array, v int, in *polarity.Batch, rowErr fun
 	case *array.Int32:
 		ids := a.Int32Values()
 		for i, id := range ids {
-			if id < 0 || int(id) >= v {
+			if id < 0 || (v > 0 && int(id) >= v) {
 				return rowErr(ColTokenID, i, "token_id %d is outside [0, %d)", id, v)
 			}
 		}
@@ -650,7 +693,7 @@ func (r *Reader) tokenIDs(col arrow.Array, v int, in *polarity.Batch, rowErr fun
 	case *array.Int64:
 		ids := make([]int32, n)
 		for i, id := range a.Int64Values() {
-			if id < 0 || id >= int64(v) {
+			if id < 0 || id > math.MaxInt32 || (v > 0 && id >= int64(v)) {
 				return rowErr(ColTokenID, i, "token_id %d is outside [0, %d)", id, v)
 			}
 			ids[i] = int32(id)

@@ -487,3 +487,121 @@ func TestServerOptions(t *testing.T) {
 		}
 	})
 }
+
+// statsRecord builds a row-statistics input of n rows: token_id, then the six statistics in
+// dtype, with the columns named in drop left out and a null in row nullRow of logit_max (−1:
+// none); extra adds a logits column.
+func statsRecord(t testing.TB, n int, dtype arrow.DataType, drop string, nullRow int, extra bool) arrow.Record {
+	t.Helper()
+	mem := memory.DefaultAllocator
+	ib := array.NewInt32Builder(mem)
+	for i := range n {
+		ib.Append(int32(i))
+	}
+	fields := []arrow.Field{{Name: ColTokenID, Type: arrow.PrimitiveTypes.Int32}}
+	arrs := []arrow.Array{ib.NewArray()}
+	vals := []float64{1.5, 0.25, -0.5, 1.1, -0.2, 1.0} // m, s0−1, s1, s2, s3, u_a
+	for k, name := range StatsColumnNames {
+		if name == drop {
+			continue
+		}
+		fields = append(fields, arrow.Field{Name: name, Type: dtype, Nullable: true})
+		var a arrow.Array
+		switch dtype.ID() {
+		case arrow.INT64:
+			b := array.NewInt64Builder(mem)
+			for range n {
+				b.Append(int64(vals[k]))
+			}
+			a = b.NewArray()
+		case arrow.FLOAT32:
+			b := array.NewFloat32Builder(mem)
+			for i := range n {
+				if k == 0 && i == nullRow {
+					b.AppendNull()
+				} else {
+					b.Append(float32(vals[k]))
+				}
+			}
+			a = b.NewArray()
+		default:
+			b := array.NewFloat64Builder(mem)
+			for i := range n {
+				if k == 0 && i == nullRow {
+					b.AppendNull()
+				} else {
+					b.Append(vals[k])
+				}
+			}
+			a = b.NewArray()
+		}
+		arrs = append(arrs, a)
+	}
+	if extra {
+		lb := array.NewFixedSizeListBuilder(mem, 2, arrow.PrimitiveTypes.Float32)
+		vb := lb.ValueBuilder().(*array.Float32Builder)
+		for range n {
+			lb.Append(true)
+			vb.AppendValues([]float32{0, 1}, nil)
+		}
+		fields = append(fields, arrow.Field{Name: ColLogits, Type: arrow.FixedSizeListOf(2, arrow.PrimitiveTypes.Float32)})
+		arrs = append(arrs, lb.NewArray())
+	}
+	return array.NewRecord(arrow.NewSchema(fields, nil), arrs, int64(n))
+}
+
+// TestRowStatisticsColumns: an input of row statistics instead of logits is read in float32
+// and float64 (the batch carries Stats, no logits, token ids unbounded above); partial
+// statistics, statistics beside logits, a wrong type and a null are errors naming the column.
+func TestRowStatisticsColumns(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rec    arrow.Record
+		err    string // "" none
+		errCol string
+	}{
+		{name: "float64", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Float64, "", -1, false)},
+		{name: "float32", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Float32, "", -1, false)},
+		{name: "one missing", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Float64, ColSumExp2V, -1, false),
+			err: "missing sum_exp2_v", errCol: ColSumExp2V},
+		{name: "beside logits", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Float64, "", -1, true),
+			err: "both logits and row statistics", errCol: ColLogits},
+		{name: "integer statistics", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Int64, "", -1, false),
+			err: "want float32 or float64", errCol: ColLogitMax},
+		{name: "null", rec: statsRecord(t, 5, arrow.PrimitiveTypes.Float64, "", 3, false),
+			err: "logit_max is null", errCol: ColLogitMax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.rec.Release()
+			r, err := NewReader(bytes.NewReader(encodeIPC(t, true, tc.rec.Schema(), tc.rec)), "stats", nil)
+			var batches []*Batch
+			if err == nil {
+				for r.Next() {
+					batches = append(batches, r.Batch())
+					st := r.Batch().Input.Stats
+					if st == nil || len(st.Max) != 5 || st.SumExpV[2] != -0.5 || st.Sampled[4] != 1 || r.Batch().Input.Logits.V != 0 ||
+						r.Batch().Input.TokenID[4] != 4 || !r.Meta().RowStats {
+						t.Fatalf("batch: %+v, meta %+v", st, r.Meta())
+					}
+				}
+				err = r.Err()
+				r.Close()
+			}
+			if tc.err == "" {
+				if err != nil || len(batches) != 1 {
+					t.Fatalf("%d batches, err %v", len(batches), err)
+				}
+				return
+			}
+			var ie *InputError
+			if !errors.As(err, &ie) || ie.Column != tc.errCol || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v (column %q); want one saying %q in column %s", err, func() string {
+					if ie != nil {
+						return ie.Column
+					}
+					return ""
+				}(), tc.err, tc.errCol)
+			}
+		})
+	}
+}

@@ -23,6 +23,14 @@ const (
 	ColStep       = "step"
 	ColMask       = "mask"
 	ColOldLogprob = "old_logprob"
+
+	// Row statistics on u = z/τ (docs/SCHEMA.md), in place of logits.
+	ColLogitMax     = "logit_max"
+	ColSumExpRest   = "sum_exp_rest"
+	ColSumExpV      = "sum_exp_v"
+	ColSumExp2      = "sum_exp2"
+	ColSumExp2V     = "sum_exp2_v"
+	ColSampledLogit = "sampled_logit"
 )
 
 // Output columns of docs/SCHEMA.md, appended after the input columns other than logits.
@@ -71,7 +79,12 @@ type Meta struct {
 	RunID  string // papo.run_id
 	// Which optional columns are present.
 	HasAdvantage, HasOldLogprob, HasMask, HasStep bool
+	// RowStats: the input carries row statistics instead of logits (V and Dtype are then 0).
+	RowStats bool
 }
+
+// StatsColumnNames are the row-statistics columns, in polarity.StatsColumns order.
+var StatsColumnNames = []string{ColLogitMax, ColSumExpRest, ColSumExpV, ColSumExp2, ColSumExp2V, ColSampledLogit}
 
 type listKind uint8
 
@@ -97,7 +110,8 @@ type layout struct {
 	kind                                               listKind
 	elem                                               arrow.Type // FLOAT32, FLOAT16 or UINT16
 	dtype                                              polarity.Dtype
-	v                                                  int // 0 for list kinds until the first row
+	v                                                  int   // 0 for list kinds until the first row
+	stats                                              []int // the row-statistics columns (StatsColumnNames), nil with logits
 	passIdx                                            []int
 	passSchema                                         *arrow.Schema
 }
@@ -165,10 +179,35 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 		}
 		return "present: " + strings.Join(parts, ", ")
 	}
-	for _, name := range []string{ColLogits, ColTokenID} {
-		if found[name] < 0 {
-			return fail(name, "missing required column %s (%s)", name, present())
+	// Row statistics instead of logits: all six columns, float32 or float64.
+	var stats, missing []string
+	for _, name := range StatsColumnNames {
+		i, err := index(name)
+		if err != nil {
+			return fail(name, "%v", err)
 		}
+		if i < 0 {
+			missing = append(missing, name)
+			continue
+		}
+		stats = append(stats, name)
+		if id := s.Field(i).Type.ID(); id != arrow.FLOAT32 && id != arrow.FLOAT64 {
+			return fail(name, "row-statistics column %s has type %s; want float32 or float64", name, s.Field(i).Type)
+		}
+		lay.stats = append(lay.stats, i)
+	}
+	switch {
+	case found[ColLogits] >= 0 && len(stats) > 0:
+		return fail(ColLogits, "the input has both logits and row statistics (%s): give one of them", strings.Join(stats, ", "))
+	case found[ColLogits] < 0 && len(stats) > 0 && len(missing) > 0:
+		return fail(missing[0], "row statistics instead of logits need all of %s; missing %s (%s)",
+			strings.Join(StatsColumnNames, ", "), strings.Join(missing, ", "), present())
+	case found[ColLogits] < 0 && len(stats) == 0:
+		return fail(ColLogits, "missing required column %s, or the row statistics %s instead (%s)",
+			ColLogits, strings.Join(StatsColumnNames, ", "), present())
+	}
+	if found[ColTokenID] < 0 {
+		return fail(ColTokenID, "missing required column %s (%s)", ColTokenID, present())
 	}
 	for _, name := range names[1:] {
 		i := found[name]
@@ -188,8 +227,10 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 	lay.advantage, lay.oldLogprob = found[ColAdvantage], found[ColOldLogprob]
 	lay.mask, lay.step = found[ColMask], found[ColStep]
 
-	if err := lay.checkLogits(s.Field(lay.logits)); err != nil {
-		return fail(ColLogits, "%s", err)
+	if lay.stats == nil {
+		if err := lay.checkLogits(s.Field(lay.logits)); err != nil {
+			return fail(ColLogits, "%s", err)
+		}
 	}
 
 	params, err := ParamsFromMetadata(s.Metadata())
@@ -199,7 +240,7 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 	}
 	runID, _ := s.Metadata().GetValue(MetaRunID)
 
-	fields := make([]arrow.Field, 0, s.NumFields()-1)
+	fields := make([]arrow.Field, 0, s.NumFields())
 	for i, f := range s.Fields() {
 		if i != lay.logits {
 			lay.passIdx = append(lay.passIdx, i)
@@ -212,7 +253,7 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 	meta := Meta{
 		V: lay.v, Dtype: lay.dtype, Params: params, RunID: runID,
 		HasAdvantage: lay.advantage >= 0, HasOldLogprob: lay.oldLogprob >= 0,
-		HasMask: lay.mask >= 0, HasStep: lay.step >= 0,
+		HasMask: lay.mask >= 0, HasStep: lay.step >= 0, RowStats: lay.stats != nil,
 	}
 	return lay, meta, nil
 }

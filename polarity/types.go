@@ -74,7 +74,10 @@ func (l *Logits) Rows() int {
 // Optional slices are nil when the column is absent; a validity slice that is nil means
 // every value is present.
 type Batch struct {
-	Logits  Logits
+	Logits Logits
+	// Stats, when set, replace Logits: the rows' statistics as a trainer computed them (then
+	// Logits is empty and ComputeStats, not an Engine, computes the batch).
+	Stats   *StatsColumns
 	TokenID []int32 // sampled token a, 0 ≤ a < V (validated by the reader)
 
 	Advantage      []float64 // A; nil when the input has no advantage column
@@ -84,6 +87,18 @@ type Batch struct {
 	OldLogprobValid []bool
 
 	Mask []bool // false: token is not trained on; nil: every token is trained on
+}
+
+// StatsColumns are the per-token row statistics of docs/MATH.md §3 on u = z/τ (the fields of
+// Sums, and u_a), one value per row in each slice: what a trainer reduces its logits to on the
+// GPU (verl's vocab-parallel entropy all-reduces the same max and sums).
+type StatsColumns struct {
+	Max        []float64 // m = max_j u_j
+	SumExpRest []float64 // s0 − 1 = Σ e^{u−m} − 1 (kept apart so that peaked rows keep their precision)
+	SumExpV    []float64 // s1 = Σ e^{u−m}(u−m)
+	SumExp2    []float64 // s2 = Σ e^{2(u−m)}
+	SumExp2V   []float64 // s3 = Σ e^{2(u−m)}(u−m)
+	Sampled    []float64 // u_a, the sampled token's scaled logit
 }
 
 // Rows is the number of token rows.

@@ -127,13 +127,18 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 			"(papo analyze computes entropy and polarity without advantages)", p.cfg.Name)
 	}
 	n := b.Input.Rows()
-	if err := p.cfg.Engine.Compute(ctx, &b.Input, p.cfg.Params, &p.res); err != nil {
+	// Row statistics need no engine: the finishing step is a few operations per token.
+	compute, engine := p.cfg.Engine.Compute, p.cfg.Engine.Name()
+	if b.Input.Stats != nil {
+		compute, engine = polarity.ComputeStats, "row-statistics"
+	}
+	if err := compute(ctx, &b.Input, p.cfg.Params, &p.res); err != nil {
 		var re *polarity.RowError
 		if errors.As(err, &re) {
 			return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: %s",
 				p.cfg.Name, b.Index, re.Row, b.FirstRow+int64(re.Row), re.Column, re.Msg)
 		}
-		return fmt.Errorf("%s: batch %d: %s engine: %w", p.cfg.Name, b.Index, p.cfg.Engine.Name(), err)
+		return fmt.Errorf("%s: batch %d: %s engine: %w", p.cfg.Name, b.Index, engine, err)
 	}
 	pass := b.Passthrough(p.cfg.Mem)
 	defer pass.Release()

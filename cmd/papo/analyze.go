@@ -244,6 +244,11 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 		printSummary(table, sink.Summaries(), reweight, cfg.Method)
 	}
 	secs := elapsed.Seconds()
+	if meta.RowStats {
+		fmt.Fprintf(env.stderr, "papo: %d tokens from row statistics in %.2fs: %.0f tokens/s\n",
+			p.Rows(), secs, float64(p.Rows())/secs)
+		return nil
+	}
 	fmt.Fprintf(env.stderr, "papo: %d tokens × V=%d (%s) in %.2fs on engine %s: %.0f tokens/s, %.2f GB/s of logits\n",
 		p.Rows(), meta.V, meta.Dtype, secs, engine.Name(), float64(p.Rows())/secs, float64(bytesRead)/secs/1e9)
 	return nil

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// oracleRow is the test's own float64 computation of one row from its logits, by the textbook
+// definitions (H = −Σ π log π, S_a = π_a (log π_a + H), C = Σ π_j² (log π_j + H)), and of the
+// row statistics a trainer would send. It shares no code with papo.
+type oracleRow struct {
+	h, logpi, sampled, correction float64
+	stats                         [6]float64 // m, s0−1, s1, s2, s3, u_a
+}
+
+func oracle(z []float32, a int, tau float64) oracleRow {
+	m, arg := math.Inf(-1), -1
+	for j, x := range z {
+		if u := float64(x) / tau; u > m {
+			m, arg = u, j
+		}
+	}
+	var rest, s1, s2, s3 float64
+	for j, x := range z {
+		u := float64(x) / tau
+		if j == arg || math.IsInf(u, -1) {
+			continue
+		}
+		v := u - m
+		e := math.Exp(v)
+		rest += e
+		s1 += e * v
+		s2 += e * e
+		s3 += e * e * v
+	}
+	s2++ // the maximum's own e^{2·0}
+	// log π_j = (u_j − m) − log(1 + rest): m cancels before the subtraction, so that the
+	// dominant token of a peaked row keeps its log-probability of about −rest.
+	logS := math.Log1p(rest)
+	var h float64
+	lps := make([]float64, len(z))
+	pis := make([]float64, len(z))
+	for j, x := range z {
+		u := float64(x) / tau
+		if math.IsInf(u, -1) {
+			continue
+		}
+		lps[j] = (u - m) - logS
+		pis[j] = math.Exp(lps[j])
+		h -= pis[j] * lps[j]
+	}
+	var c float64
+	for j := range z {
+		if pis[j] > 0 {
+			c += pis[j] * pis[j] * (lps[j] + h)
+		}
+	}
+	ua := float64(z[a]) / tau
+	o := oracleRow{h: h, logpi: (ua - m) - logS, correction: c, stats: [6]float64{m, rest, s1, s2, s3, ua}}
+	if !math.IsInf(ua, -1) {
+		o.sampled = math.Exp(o.logpi) * (o.logpi + h)
+	}
+	return o
+}
+
+// TestRowStatisticsInput: an input of row statistics (computed here in float64 from logits, not
+// by papo's engine) gives the reference numbers through `papo analyze`, and so does the logits
+// input they came from, on random rows, a peaked row (+40), rows with −Inf entries and rows of
+// ±1e4 magnitudes.
+func TestRowStatisticsInput(t *testing.T) {
+	const v, rows, tau = 3001, 24, 0.8
+	rng := rand.New(rand.NewPCG(77, 1))
+	logits := make([]float32, rows*v)
+	ids := make([]int32, rows)
+	adv := make([]float64, rows)
+	steps := make([]int64, rows)
+	for i := range rows {
+		z := logits[i*v : (i+1)*v]
+		for j := range z {
+			z[j] = float32(rng.NormFloat64() * 2)
+		}
+		switch i % 6 {
+		case 1: // peaked
+			z[rng.IntN(v)] = 40
+		case 2: // −Inf entries (a banned-token mask)
+			for j := 0; j < v; j += 3 {
+				z[j] = float32(math.Inf(-1))
+			}
+		case 3: // huge magnitudes
+			for j := range z {
+				z[j] = float32(rng.NormFloat64() * 1e4)
+			}
+		}
+		ids[i] = int32(rng.IntN(v))
+		if i%6 == 2 && ids[i]%3 == 0 {
+			ids[i]++ // the sampled token is not masked
+		}
+		if i == 5 {
+			ids[i] = 0
+			z[0] = float32(math.Inf(-1)) // probability 0: log π_a = −Inf
+		}
+		adv[i] = rng.NormFloat64()
+		steps[i] = int64(i / 8)
+	}
+	md := map[string]string{papoio.MetaTemperature: "0.8"}
+	dir := t.TempDir()
+
+	// The logits input.
+	cols := &papoio.InputColumns{Batch: polarity.Batch{Logits: polarity.Logits{Dtype: polarity.Float32, V: v, F32: logits},
+		TokenID: ids, Advantage: adv}, Step: steps}
+	schema := papoio.InputSchema(v, polarity.Float32, *cols, md)
+	rec, err := papoio.BuildInput(memory.DefaultAllocator, schema, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logitsPath := filepath.Join(dir, "logits.arrows")
+	writeIPCStream(t, logitsPath, schema, rec)
+
+	// The row-statistics input: float64 columns, no logits.
+	want := make([]oracleRow, rows)
+	statCols := make([][]float64, 6)
+	for i := range rows {
+		want[i] = oracle(logits[i*v:(i+1)*v], int(ids[i]), tau)
+		for k := range 6 {
+			statCols[k] = append(statCols[k], want[i].stats[k])
+		}
+	}
+	fields := []arrow.Field{{Name: "token_id", Type: arrow.PrimitiveTypes.Int32}, {Name: "advantage", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "step", Type: arrow.PrimitiveTypes.Int64}}
+	mem := memory.DefaultAllocator
+	ib := array.NewInt32Builder(mem)
+	ib.AppendValues(ids, nil)
+	ab := array.NewFloat64Builder(mem)
+	ab.AppendValues(adv, nil)
+	sb := array.NewInt64Builder(mem)
+	sb.AppendValues(steps, nil)
+	arrs := []arrow.Array{ib.NewArray(), ab.NewArray(), sb.NewArray()}
+	for k, name := range papoio.StatsColumnNames {
+		fields = append(fields, arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float64})
+		b := array.NewFloat64Builder(mem)
+		b.AppendValues(statCols[k], nil)
+		arrs = append(arrs, b.NewArray())
+	}
+	meta := arrow.MetadataFrom(md)
+	sschema := arrow.NewSchema(fields, &meta)
+	statsPath := filepath.Join(dir, "stats.arrows")
+	writeIPCStream(t, statsPath, sschema, array.NewRecord(sschema, arrs, rows))
+
+	for _, tc := range []struct {
+		in  string
+		rel float64 // tolerance relative to each quantity's scale
+	}{{statsPath, 2e-6}, {logitsPath, 1e-5}} {
+		out := filepath.Join(dir, filepath.Base(tc.in)+"-out.arrows")
+		mustRun(t, "analyze", tc.in, "-o", out, "--device", "cpu", "--quiet")
+		_, recs := readStream(t, out)
+		i := 0
+		for _, r := range recs {
+			col := func(name string) *array.Float32 { return r.Column(r.Schema().FieldIndices(name)[0]).(*array.Float32) }
+			h, lp, sa, c := col("entropy"), col("logprob"), col("sampled_term"), col("correction")
+			for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
+				w := want[i]
+				pa := math.Max(math.Exp(w.logpi), 1e-300)
+				for _, q := range []struct {
+					name      string
+					got, want float64
+					scale     float64
+				}{
+					{"entropy", float64(h.Value(k)), w.h, w.h},
+					{"logprob", float64(lp.Value(k)), w.logpi, math.Max(1, math.Abs(w.logpi))},
+					{"sampled_term", float64(sa.Value(k)), w.sampled, pa * (math.Abs(w.logpi) + w.h)},
+					{"correction", float64(c.Value(k)), w.correction, w.stats[3] / ((1 + w.stats[1]) * (1 + w.stats[1])) * (math.Abs(w.logpi) + w.h + 1)},
+				} {
+					if math.IsInf(q.want, -1) && math.IsInf(q.got, -1) {
+						continue
+					}
+					if d := math.Abs(q.got - q.want); !(d <= tc.rel*q.scale+1e-300) {
+						t.Errorf("%s row %d %s: got %.9g, want %.9g (|d| %.3g, tolerance %.3g)", filepath.Base(tc.in), i, q.name,
+							q.got, q.want, d, tc.rel*q.scale)
+					}
+				}
+			}
+		}
+		if i != rows {
+			t.Fatalf("%s: %d rows in the output", out, i)
+		}
+	}
+
+	// Impossible statistics are data errors naming row and column.
+	bad := append([]float64(nil), statCols[2]...)
+	bad[7] = 0.5 // s1 > 0
+	arrs[3+2] = func() arrow.Array { b := array.NewFloat64Builder(mem); b.AppendValues(bad, nil); return b.NewArray() }()
+	badPath := filepath.Join(dir, "bad.arrows")
+	writeIPCStream(t, badPath, sschema, array.NewRecord(sschema, arrs, rows))
+	var stdout, stderr strings.Builder
+	if code := execute([]string{"analyze", badPath, "--device", "cpu", "--quiet"}, nil, &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "row 7") || !strings.Contains(stderr.String(), "sum_exp_v") {
+		t.Fatalf("s1 > 0 in row 7: exit %d, %q", code, stderr.String())
+	}
+}
+
+func writeIPCStream(t *testing.T, path string, schema *arrow.Schema, rec arrow.Record) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ipc.NewWriter(f, ipc.WithSchema(schema))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// readStream reads every record of an Arrow IPC stream file.
+func readStream(t *testing.T, path string) (*arrow.Schema, []arrow.Record) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := ipc.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer r.Release()
+	var recs []arrow.Record
+	for r.Next() {
+		rec := r.RecordBatch()
+		rec.Retain()
+		recs = append(recs, rec)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return r.Schema(), recs
+}
+
+func mustRun(t *testing.T, args ...string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := execute(args, nil, &out, &errb); code != 0 {
+		t.Fatalf("papo %v: exit %d\n%s", args, code, errb.String())
+	}
+}

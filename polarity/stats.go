@@ -1,0 +1,73 @@
+package polarity
+
+import (
+	"context"
+	"fmt"
+	"math"
+)
+
+// ComputeStats fills out from the batch's row statistics (b.Stats) instead of logits: the
+// finishing step of docs/MATH.md §3 in float64,
+//
+//	H = log1p(s0−1) − s1/s0     log π_a = u_a − m − log1p(s0−1)
+//	S_a = π_a (u_a − μ), μ = m + s1/s0     C = (s3 − (s1/s0)·s2) / s0²
+//
+// (Sums.Finalize and RowStats.Sampled, which the engines' own passes end with), then Finish. A row whose statistics are impossible (not finite, s0−1 < 0,
+// s2 ≤ 0, s1 or s3 > 0, u_a > m) is a *RowError naming the column. u_a = −Inf is allowed (a
+// token of probability 0). Cancellation of ctx is checked every 4096 rows.
+func ComputeStats(ctx context.Context, b *Batch, p Params, out *Result) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	st := b.Stats
+	if st == nil {
+		return fmt.Errorf("polarity: ComputeStats on a batch without row statistics")
+	}
+	n := b.Rows()
+	for name, col := range map[string][]float64{"logit_max": st.Max, "sum_exp_rest": st.SumExpRest, "sum_exp_v": st.SumExpV,
+		"sum_exp2": st.SumExp2, "sum_exp2_v": st.SumExp2V, "sampled_logit": st.Sampled} {
+		if len(col) != n {
+			return fmt.Errorf("polarity: row statistics %s has %d values for %d rows", name, len(col), n)
+		}
+	}
+	out.Resize(n)
+	for i := range n {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		o, err := rowFromStats(b, i, p)
+		if err != nil {
+			return err
+		}
+		o.Store(out, i)
+	}
+	return nil
+}
+
+func rowFromStats(b *Batch, i int, p Params) (RowOutputs, error) {
+	st := b.Stats
+	m, rest, s1, s2, s3, ua := st.Max[i], st.SumExpRest[i], st.SumExpV[i], st.SumExp2[i], st.SumExp2V[i], st.Sampled[i]
+	bad := func(col string, v float64, want string) (RowOutputs, error) {
+		return RowOutputs{}, &RowError{Row: i, Column: col, Msg: fmt.Sprintf("%v: want %s", v, want)}
+	}
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case !finite(m):
+		return bad("logit_max", m, "a finite max of the row's u = z/τ")
+	case !finite(rest) || rest < 0:
+		return bad("sum_exp_rest", rest, "Σ e^{u−m} − 1, finite and ≥ 0")
+	case !finite(s1) || s1 > 0:
+		return bad("sum_exp_v", s1, "Σ e^{u−m}(u−m), finite and ≤ 0")
+	case !finite(s2) || s2 <= 0:
+		return bad("sum_exp2", s2, "Σ e^{2(u−m)}, finite and > 0")
+	case !finite(s3) || s3 > 0:
+		return bad("sum_exp2_v", s3, "Σ e^{2(u−m)}(u−m), finite and ≤ 0")
+	case math.IsNaN(ua) || math.IsInf(ua, 1) || ua > m+1e-6*math.Max(1, math.Abs(m)):
+		return bad("sampled_logit", ua, fmt.Sprintf("u_a ≤ logit_max (%v), or −Inf", m))
+	}
+	row := Sums{M: m, Rest: rest, S1: s1, S2: s2, S3: s3}.Finalize()
+	logpi, sampled := row.Sampled(ua)
+	return Finish(b, i, p, row.H, logpi, sampled, row.C)
+}
