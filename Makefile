@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 DEMO    := demo
-FUZZTIME ?= 40s
+FUZZTIME ?= 60s
 # Go 1.26's simd/archsimd (AVX2) hot loop for the CPU engine; the pure-Go loop is used where
 # the experiment is off (`make build SIMD=`) or the processor is not amd64.
 SIMD    ?= simd

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO="${GO:-go}"
-FUZZTIME="${FUZZTIME:-40s}"
+FUZZTIME="${FUZZTIME:-60s}"
 FUZZ_MINIMIZE="${FUZZ_MINIMIZE:-200x}"
 FUZZ_MIN_EXECS="${FUZZ_MIN_EXECS:-50000}"
 
