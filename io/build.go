@@ -3,6 +3,7 @@ package papoio
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -414,4 +415,61 @@ func SummaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
 	}
 	defer releaseAll(arrs)
 	return array.NewRecord(summarySchema, arrs, int64(n))
+}
+
+// RowStatsSchema is the schema of `papo analyze --row-stats`: the input's columns except
+// logits, then the six row statistics (float64), with papo.temperature set to the τ they were
+// computed with, so that the file is an input of its own.
+func RowStatsSchema(in *arrow.Schema, tau float64) *arrow.Schema {
+	var fields []arrow.Field
+	for _, f := range in.Fields() {
+		if f.Name != ColLogits {
+			fields = append(fields, f)
+		}
+	}
+	for _, name := range StatsColumnNames {
+		fields = append(fields, arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float64})
+	}
+	md := in.Metadata()
+	keys, values := append([]string(nil), md.Keys()...), append([]string(nil), md.Values()...)
+	if i := md.FindKey(MetaTemperature); i >= 0 {
+		values[i] = strconv.FormatFloat(tau, 'g', -1, 64)
+	} else {
+		keys, values = append(keys, MetaTemperature), append(values, strconv.FormatFloat(tau, 'g', -1, 64))
+	}
+	out := arrow.NewMetadata(keys, values)
+	return arrow.NewSchema(fields, &out)
+}
+
+// BuildRowStats builds a record of schema (RowStatsSchema) from the passthrough columns and the
+// rows' statistics; the caller releases it.
+func BuildRowStats(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.Record, st *polarity.StatsColumns) (arrow.Record, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	np, n := int(passthrough.NumCols()), int(passthrough.NumRows())
+	if schema.NumFields() != np+len(StatsColumnNames) {
+		return nil, fmt.Errorf("build row statistics: schema has %d columns; want %d passthrough + %d statistics",
+			schema.NumFields(), np, len(StatsColumnNames))
+	}
+	arrs := make([]arrow.Array, 0, schema.NumFields())
+	for i := 0; i < np; i++ {
+		c := passthrough.Column(i)
+		c.Retain()
+		arrs = append(arrs, c)
+	}
+	for k, col := range [][]float64{st.Max, st.SumExpRest, st.SumExpV, st.SumExp2, st.SumExp2V, st.Sampled} {
+		if len(col) != n {
+			for _, a := range arrs {
+				a.Release()
+			}
+			return nil, fmt.Errorf("build row statistics: %s has %d rows; the passthrough record has %d", StatsColumnNames[k], len(col), n)
+		}
+		arrs = append(arrs, newPrimitive(mem, arrow.PrimitiveTypes.Float64, col, nil))
+	}
+	rec := array.NewRecord(schema, arrs, int64(n))
+	for _, a := range arrs {
+		a.Release()
+	}
+	return rec, nil
 }

@@ -37,11 +37,20 @@ func (e *cpuEngine) Close() error { return nil }
 // bad row is returned (so the error does not depend on the number of threads). Cancellation of
 // ctx is checked between rows and returns ctx.Err(). On error, out holds partial results.
 func (e *cpuEngine) Compute(ctx context.Context, b *Batch, p Params, out *Result) error {
+	return e.ComputeWithStats(ctx, b, p, out, nil)
+}
+
+// ComputeWithStats is Compute that also stores each row's statistics in st (when st is not nil),
+// in the same pass: what `papo analyze --row-stats` writes.
+func (e *cpuEngine) ComputeWithStats(ctx context.Context, b *Batch, p Params, out *Result, st *StatsColumns) error {
 	n, err := Begin(ctx, b, p, out)
 	if err != nil || n == 0 {
 		return err
 	}
-	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, n: n, tau: p.Temperature, invTau: 1 / p.Temperature}
+	if st != nil {
+		st.Resize(n)
+	}
+	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, st: st, n: n, tau: p.Temperature, invTau: 1 / p.Temperature}
 	c.errRow.Store(int64(n))
 	workers := min(e.threads, n)
 	c.errs = make([]rowFailure, workers)
@@ -70,6 +79,7 @@ type cpuCompute struct {
 	b      *Batch
 	p      Params
 	out    *Result
+	st     *StatsColumns // nil: no row statistics wanted
 	n      int
 	tau    float64
 	invTau float64
@@ -147,7 +157,11 @@ func (c *cpuCompute) row(i int, buf *[blockLen]float32) error {
 	}
 	st := sums.Finalize()
 	a := int(c.b.TokenID[i])
-	logpi, sampled := st.Sampled(float64(l.At(i, a)) / c.tau)
+	ua := float64(l.At(i, a)) / c.tau
+	logpi, sampled := st.Sampled(ua)
+	if c.st != nil {
+		c.st.set(i, sums, ua)
+	}
 	o, err := Finish(c.b, i, c.p, st.H, logpi, sampled, st.C)
 	if err != nil {
 		return err

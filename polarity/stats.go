@@ -46,6 +46,26 @@ func ComputeStats(ctx context.Context, b *Batch, p Params, out *Result) error {
 	return nil
 }
 
+// StatsEngine is an Engine that can also give the row statistics of a logits batch in its pass
+// (the CPU engine can).
+type StatsEngine interface {
+	ComputeWithStats(ctx context.Context, b *Batch, p Params, out *Result, st *StatsColumns) error
+}
+
+// Resize makes every column n long, reusing storage.
+func (s *StatsColumns) Resize(n int) {
+	for _, c := range []*[]float64{&s.Max, &s.SumExpRest, &s.SumExpV, &s.SumExp2, &s.SumExp2V, &s.Sampled} {
+		if cap(*c) < n {
+			*c = make([]float64, n)
+		}
+		*c = (*c)[:n]
+	}
+}
+
+func (s *StatsColumns) set(i int, sums Sums, ua float64) {
+	s.Max[i], s.SumExpRest[i], s.SumExpV[i], s.SumExp2[i], s.SumExp2V[i], s.Sampled[i] = sums.M, sums.Rest, sums.S1, sums.S2, sums.S3, ua
+}
+
 func rowFromStats(b *Batch, i int, p Params) (RowOutputs, error) {
 	st := b.Stats
 	m, rest, s1, s2, s3, ua := st.Max[i], st.SumExpRest[i], st.SumExpV[i], st.SumExp2[i], st.SumExp2V[i], st.Sampled[i]

@@ -17,6 +17,16 @@ type Output struct {
 	mem     memory.Allocator
 	reports []StepReport
 	onStep  func(*StepReport) error
+
+	stats       *papoio.Writer // WithRowStats
+	statsSchema *arrow.Schema
+}
+
+// WithRowStats also writes every row's statistics to w, whose schema is
+// papoio.RowStatsSchema of the input's (the pipeline needs Config.RowStats).
+func (o *Output) WithRowStats(w *papoio.Writer, schema *arrow.Schema) *Output {
+	o.stats, o.statsSchema = w, schema
+	return o
 }
 
 // NewOutput writes rows to w (nil: keep the reports only) with schema, the output schema of
@@ -31,6 +41,20 @@ func NewOutput(w *papoio.Writer, schema *arrow.Schema, mem memory.Allocator, onS
 
 // Rows writes one piece of a step.
 func (o *Output) Rows(r *Rows) error {
+	if o.stats != nil {
+		if r.Stats == nil {
+			return fmt.Errorf("step %d: no row statistics (the pipeline's Config.RowStats is off)", r.Step)
+		}
+		rec, err := papoio.BuildRowStats(o.mem, o.statsSchema, r.Passthrough, r.Stats)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", r.Step, err)
+		}
+		err = o.stats.Write(rec)
+		rec.Release()
+		if err != nil {
+			return err
+		}
+	}
 	if o.w == nil {
 		return nil
 	}

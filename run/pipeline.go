@@ -29,6 +29,10 @@ type Config struct {
 	RequireAdvantage bool
 	// Mem allocates the buffered passthrough columns (nil: memory.DefaultAllocator).
 	Mem memory.Allocator
+	// RowStats also computes each row's statistics (Rows.Stats) from the logits: in the
+	// engine's own pass where it is a polarity.StatsEngine (the CPU engine), else in a second
+	// pass of the CPU engine.
+	RowStats bool
 }
 
 // Rows are consecutive input rows of one step with their results: a step's rows reach the Sink
@@ -44,6 +48,8 @@ type Rows struct {
 	// Weight and Reweighted are the method's w and Ã per row.
 	Weight     []float32
 	Reweighted []float64
+	// Stats are the rows' statistics when Config.RowStats is set, else nil.
+	Stats *polarity.StatsColumns
 }
 
 // StepReport is one step's summary: the row of the per-step table, and the reweighter's result
@@ -65,6 +71,7 @@ type chunk struct {
 	pass  arrow.Record   // the input columns except logits
 	batch polarity.Batch // the scalar columns (logits left out)
 	res   polarity.Result
+	stats *polarity.StatsColumns // Config.RowStats only
 }
 
 // Pipeline runs batches through the engine and the reweighter into a Sink. It is not safe for
@@ -73,8 +80,10 @@ type Pipeline struct {
 	cfg  Config
 	sink Sink
 
-	res      polarity.Result // engine output for the current batch
-	cur      int64           // step being buffered
+	res      polarity.Result       // engine output for the current batch
+	st       polarity.StatsColumns // row statistics of the current batch (Config.RowStats)
+	scratch  polarity.Result       // the second pass's results, dropped
+	cur      int64                 // step being buffered
 	haveStep bool
 	chunks   []chunk
 	stats    polarity.StepStats
@@ -129,8 +138,23 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 	n := b.Input.Rows()
 	// Row statistics need no engine: the finishing step is a few operations per token.
 	compute, engine := p.cfg.Engine.Compute, p.cfg.Engine.Name()
-	if b.Input.Stats != nil {
+	switch {
+	case b.Input.Stats != nil && p.cfg.RowStats:
+		return fmt.Errorf("%s: the input is row statistics already; --row-stats writes them for an input of logits", p.cfg.Name)
+	case b.Input.Stats != nil:
 		compute, engine = polarity.ComputeStats, "row-statistics"
+	case p.cfg.RowStats:
+		se, ok := p.cfg.Engine.(polarity.StatsEngine)
+		if !ok {
+			se = polarity.NewCPU(0).(polarity.StatsEngine)
+			if err := se.ComputeWithStats(ctx, &b.Input, p.cfg.Params, &p.scratch, &p.st); err != nil {
+				return fmt.Errorf("%s: batch %d: row statistics (cpu): %w", p.cfg.Name, b.Index, err)
+			}
+			break
+		}
+		compute = func(ctx context.Context, in *polarity.Batch, prm polarity.Params, out *polarity.Result) error {
+			return se.ComputeWithStats(ctx, in, prm, out, &p.st)
+		}
 	}
 	if err := compute(ctx, &b.Input, p.cfg.Params, &p.res); err != nil {
 		var re *polarity.RowError
@@ -191,6 +215,17 @@ func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, lo, hi int) chunk 
 	if b.Mask != nil {
 		c.batch.Mask = append([]bool(nil), b.Mask[lo:hi]...)
 	}
+	if p.cfg.RowStats {
+		st := &p.st
+		c.stats = &polarity.StatsColumns{
+			Max:        append([]float64(nil), st.Max[lo:hi]...),
+			SumExpRest: append([]float64(nil), st.SumExpRest[lo:hi]...),
+			SumExpV:    append([]float64(nil), st.SumExpV[lo:hi]...),
+			SumExp2:    append([]float64(nil), st.SumExp2[lo:hi]...),
+			SumExp2V:   append([]float64(nil), st.SumExp2V[lo:hi]...),
+			Sampled:    append([]float64(nil), st.Sampled[lo:hi]...),
+		}
+	}
 	r := &p.res
 	c.res = polarity.Result{
 		Entropy:         append([]float32(nil), r.Entropy[lo:hi]...),
@@ -234,7 +269,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 	for _, c := range p.chunks {
 		n := c.batch.Rows()
 		rows := Rows{Step: p.cur, Passthrough: c.pass, Batch: &c.batch, Result: &c.res,
-			Weight: weight[off : off+n], Reweighted: reweighted[off : off+n]}
+			Weight: weight[off : off+n], Reweighted: reweighted[off : off+n], Stats: c.stats}
 		if err := p.sink.Rows(&rows); err != nil {
 			return err
 		}

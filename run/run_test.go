@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -352,5 +353,83 @@ func TestRollbackReported(t *testing.T) {
 	}
 	if fmt.Sprint(first.pieces) != fmt.Sprint(second.pieces) {
 		t.Error("the second run's rows differ from the first's")
+	}
+}
+
+// plainEngine hides the CPU engine's ComputeWithStats, as the CUDA engine has none.
+type plainEngine struct{ polarity.Engine }
+
+// statsRecorder keeps the row statistics of every Rows call, in order.
+type statsRecorder struct {
+	recorder
+	stats polarity.StatsColumns
+}
+
+func (r *statsRecorder) Rows(rows *Rows) error {
+	if rows.Stats == nil {
+		return errors.New("no row statistics")
+	}
+	s := rows.Stats
+	r.stats.Max = append(r.stats.Max, s.Max...)
+	r.stats.SumExpRest = append(r.stats.SumExpRest, s.SumExpRest...)
+	r.stats.SumExpV = append(r.stats.SumExpV, s.SumExpV...)
+	r.stats.SumExp2 = append(r.stats.SumExp2, s.SumExp2...)
+	r.stats.SumExp2V = append(r.stats.SumExp2V, s.SumExp2V...)
+	r.stats.Sampled = append(r.stats.Sampled, s.Sampled...)
+	return r.recorder.Rows(rows)
+}
+
+// TestRowStats: with Config.RowStats, every row's statistics reach the Sink with its results,
+// the same from the CPU engine's own pass and from the second pass that an engine without
+// ComputeWithStats gets; they reproduce the engine's entropy through ComputeStats.
+func TestRowStats(t *testing.T) {
+	data, err := testinput.Stream(testinput.Spec{V: 777, Steps: testinput.StepRows(9, 0, 1, 2), Batches: []int{10, 10, 7}, Seed: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(engine polarity.Engine) *statsRecorder {
+		r, err := papoio.NewReader(bytes.NewReader(data), "in", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rw, err := papo.NewReweighter(papoConfig(), papo.WithSignal(polarity.DefaultParams()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rw.Close()
+		rec := &statsRecorder{}
+		p, err := New(Config{Name: "in", Engine: engine, Params: polarity.DefaultParams(), Reweighter: rw, RowStats: true}, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r.Next() {
+			if err := p.Add(context.Background(), r.Batch()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	own, second := run(polarity.NewCPU(2)), run(plainEngine{polarity.NewCPU(1)})
+	if len(own.stats.Max) != 27 || !reflect.DeepEqual(own.stats, second.stats) {
+		t.Fatalf("row statistics: %d rows; the second pass's equal the engine's own: %v", len(own.stats.Max),
+			reflect.DeepEqual(own.stats, second.stats))
+	}
+	b := polarity.Batch{TokenID: make([]int32, 27), Stats: &own.stats}
+	var res polarity.Result
+	if err := polarity.ComputeStats(context.Background(), &b, polarity.DefaultParams(), &res); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, pc := range own.pieces {
+		for _, h := range pc.entropy {
+			if math.Abs(float64(h-res.Entropy[i])) > 1e-6*float64(h) {
+				t.Fatalf("row %d: entropy %g from the logits, %g from its statistics", i, h, res.Entropy[i])
+			}
+			i++
+		}
 	}
 }

@@ -47,6 +47,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	fs := flagSet(name, synopsis)
 	out := fs.String("o", "", "per-token output: .arrow, .arrows, .parquet, .csv or .jsonl (\"-\": Arrow stream on stdout)")
 	summaryPath := fs.String("summary", "", "per-step summary table output (same formats as -o)")
+	rowStatsPath := fs.String("row-stats", "", "also write each token's row statistics (logit_max, sum_exp_rest, ...; same formats as -o): an input of its own, 48 bytes a token")
 	device := fs.String("device", "auto", "engine: auto (CUDA when papo-cuda finds a device, else CPU), cpu or cuda")
 	threads := fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
 	temperature := fs.Float64("temperature", 0, "sampling temperature τ (default: the file's papo.temperature, else 1)")
@@ -148,7 +149,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	if state != "" {
 		// The state's lock makes this run the only writer of its outputs: remove what a killed
 		// run left half-written beside them.
-		for _, p := range []string{*out, *summaryPath} {
+		for _, p := range []string{*out, *summaryPath, *rowStatsPath} {
 			if p != "" && p != "-" {
 				if err := atomicfile.RemoveStale(p); err != nil {
 					return err
@@ -170,14 +171,24 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 		}
 		defer w.Abort() // no-op after Finish: a failed run leaves no partial output
 	}
+	var statsW *papoio.Writer
+	if *rowStatsPath != "" {
+		if statsW, err = papoio.Create(*rowStatsPath, papoio.RowStatsSchema(r.Schema(), params.Temperature), mem); err != nil {
+			return err
+		}
+		defer statsW.Abort()
+	}
 	sink := run.NewOutput(w, schema, mem, func(s *run.StepReport) error {
 		if rb := s.Reweight.Rollback; rb != nil {
 			fmt.Fprintf(env.stderr, "papo %s: %s: %v\n", name, displayName(state), rb)
 		}
 		return nil
 	})
+	if statsW != nil {
+		sink.WithRowStats(statsW, papoio.RowStatsSchema(r.Schema(), params.Temperature))
+	}
 	p, err := run.New(run.Config{Name: displayName(in), Engine: engine, Params: params, Reweighter: rw,
-		RequireAdvantage: reweight, Mem: mem}, sink)
+		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil}, sink)
 	if err != nil {
 		return err
 	}
@@ -211,6 +222,18 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	if w != nil {
 		f, err := w.Finish()
 		if err != nil {
+			return err
+		}
+		if f != nil {
+			files = append(files, f)
+		}
+	}
+	if statsW != nil {
+		f, err := statsW.Finish()
+		if err != nil {
+			for _, f := range files {
+				f.Abort()
+			}
 			return err
 		}
 		if f != nil {

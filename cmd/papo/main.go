@@ -24,7 +24,7 @@ const usageText = `papo: entropy polarity of RL rollouts (Arrow IPC in, Arrow/Pa
 
 Usage:
   papo gen      -o OUT [--vocab V] [--tokens N] [--steps S] [--dtype float32|float16|bfloat16] [--seed N]
-  papo analyze  IN [-o OUT] [--summary FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
+  papo analyze  IN [-o OUT] [--summary FILE] [--row-stats FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
   papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
   papo serve    --listen unix:///PATH|tcp://127.0.0.1:PORT|stdio [--state-dir DIR] [--metrics ADDR] [reweight flags]
   papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)

@@ -159,10 +159,43 @@ func TestRowStatisticsInput(t *testing.T) {
 	statsPath := filepath.Join(dir, "stats.arrows")
 	writeIPCStream(t, statsPath, sschema, array.NewRecord(sschema, arrs, rows))
 
+	// --row-stats: the engine's own statistics of the logits input, against the test's.
+	rsPath := filepath.Join(dir, "rowstats.arrow")
+	mustRun(t, "analyze", logitsPath, "--row-stats", rsPath, "--device", "cpu", "--quiet")
+	rsSchema, rsRecs := readIPCFile(t, rsPath)
+	if tau, _ := rsSchema.Metadata().GetValue(papoio.MetaTemperature); tau != "0.8" {
+		t.Fatalf("--row-stats file has papo.temperature %q; want 0.8", tau)
+	}
+	i := 0
+	for _, r := range rsRecs {
+		for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
+			for c, name := range papoio.StatsColumnNames {
+				got := r.Column(r.Schema().FieldIndices(name)[0]).(*array.Float64).Value(k)
+				w := want[i].stats[c]
+				scale := math.Abs(w)
+				if name == papoio.ColSumExp2V {
+					// s3 enters C = (s3 − (s1/s0)·s2)/s0² beside the second term: on a peaked row
+					// its e^{2v} ≈ 1e-35 terms are far below float32's precision, harmlessly.
+					st := want[i].stats
+					scale += math.Abs(st[2]) * st[3] / (1 + st[1])
+				}
+				if math.IsInf(w, -1) && math.IsInf(got, -1) {
+					continue
+				}
+				if d := math.Abs(got - w); !(d <= 2e-5*scale) {
+					t.Errorf("--row-stats row %d %s: got %.9g, want %.9g", i, name, got, w)
+				}
+			}
+		}
+	}
+	if i != rows {
+		t.Fatalf("--row-stats wrote %d rows; want %d", i, rows)
+	}
+
 	for _, tc := range []struct {
 		in  string
 		rel float64 // tolerance relative to each quantity's scale
-	}{{statsPath, 2e-6}, {logitsPath, 1e-5}} {
+	}{{statsPath, 2e-6}, {logitsPath, 1e-5}, {rsPath, 1e-5}} {
 		out := filepath.Join(dir, filepath.Base(tc.in)+"-out.arrows")
 		mustRun(t, "analyze", tc.in, "-o", out, "--device", "cpu", "--quiet")
 		_, recs := readStream(t, out)
@@ -209,6 +242,31 @@ func TestRowStatisticsInput(t *testing.T) {
 		!strings.Contains(stderr.String(), "row 7") || !strings.Contains(stderr.String(), "sum_exp_v") {
 		t.Fatalf("s1 > 0 in row 7: exit %d, %q", code, stderr.String())
 	}
+}
+
+// readIPCFile reads every record of an Arrow IPC file.
+func readIPCFile(t *testing.T, path string) (*arrow.Schema, []arrow.Record) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := ipc.NewFileReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer r.Close()
+	var recs []arrow.Record
+	for k := 0; k < r.NumRecords(); k++ {
+		rec, err := r.Record(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Retain()
+		recs = append(recs, rec)
+	}
+	return r.Schema(), recs
 }
 
 func writeIPCStream(t *testing.T, path string, schema *arrow.Schema, rec arrow.Record) {
