@@ -218,38 +218,34 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	prog.done()
 	env.reached("closed")
 
+	// The outputs are finished (flushed, synced) but not yet in place; they are committed with
+	// the run state in one transaction, or all discarded.
 	var files []*atomicfile.File
-	if w != nil {
-		f, err := w.Finish()
+	stage := func(f *atomicfile.File, err error) error {
 		if err != nil {
+			for _, f := range files {
+				f.Abort()
+			}
 			return err
 		}
 		if f != nil {
 			files = append(files, f)
+		}
+		return nil
+	}
+	if w != nil {
+		if err := stage(w.Finish()); err != nil {
+			return err
 		}
 	}
 	if statsW != nil {
-		f, err := statsW.Finish()
-		if err != nil {
-			for _, f := range files {
-				f.Abort()
-			}
+		if err := stage(statsW.Finish()); err != nil {
 			return err
-		}
-		if f != nil {
-			files = append(files, f)
 		}
 	}
 	if *summaryPath != "" {
-		f, err := papoio.FinishSummary(*summaryPath, sink.Summaries(), mem)
-		if err != nil {
-			for _, f := range files {
-				f.Abort()
-			}
+		if err := stage(papoio.FinishSummary(*summaryPath, sink.Summaries(), mem)); err != nil {
 			return err
-		}
-		if f != nil {
-			files = append(files, f)
 		}
 	}
 	env.reached("finished")
