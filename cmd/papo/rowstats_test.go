@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,69 +170,13 @@ func TestRowStatisticsInput(t *testing.T) {
 	if tau, _ := rsSchema.Metadata().GetValue(papoio.MetaTemperature); tau != "0.8" {
 		t.Fatalf("--row-stats file has papo.temperature %q; want 0.8", tau)
 	}
-	i := 0
-	for _, r := range rsRecs {
-		for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
-			for c, name := range papoio.StatsColumnNames {
-				got := r.Column(r.Schema().FieldIndices(name)[0]).(*array.Float64).Value(k)
-				w := want[i].stats[c]
-				scale := math.Abs(w)
-				if name == papoio.ColSumExp2V {
-					// s3 enters C = (s3 − (s1/s0)·s2)/s0² beside the second term: on a peaked row
-					// its e^{2v} ≈ 1e-35 terms are far below float32's precision, harmlessly.
-					st := want[i].stats
-					scale += math.Abs(st[2]) * st[3] / (1 + st[1])
-				}
-				if math.IsInf(w, -1) && math.IsInf(got, -1) {
-					continue
-				}
-				if d := math.Abs(got - w); !(d <= 2e-5*scale) {
-					t.Errorf("--row-stats row %d %s: got %.9g, want %.9g", i, name, got, w)
-				}
-			}
-		}
-	}
-	if i != rows {
-		t.Fatalf("--row-stats wrote %d rows; want %d", i, rows)
-	}
+	checkStats(t, "--row-stats", rsRecs, want, 1e-300)
 
 	for _, tc := range []struct {
 		in  string
 		rel float64 // tolerance relative to each quantity's scale
 	}{{statsPath, 2e-6}, {logitsPath, 1e-5}, {rsPath, 1e-5}} {
-		out := filepath.Join(dir, filepath.Base(tc.in)+"-out.arrows")
-		mustRun(t, "analyze", tc.in, "-o", out, "--device", "cpu", "--quiet")
-		_, recs := readStream(t, out)
-		i := 0
-		for _, r := range recs {
-			col := func(name string) *array.Float32 { return r.Column(r.Schema().FieldIndices(name)[0]).(*array.Float32) }
-			h, lp, sa, c := col("entropy"), col("logprob"), col("sampled_term"), col("correction")
-			for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
-				w := want[i]
-				pa := math.Max(math.Exp(w.logpi), 1e-300)
-				for _, q := range []struct {
-					name      string
-					got, want float64
-					scale     float64
-				}{
-					{"entropy", float64(h.Value(k)), w.h, w.h},
-					{"logprob", float64(lp.Value(k)), w.logpi, math.Max(1, math.Abs(w.logpi))},
-					{"sampled_term", float64(sa.Value(k)), w.sampled, pa * (math.Abs(w.logpi) + w.h)},
-					{"correction", float64(c.Value(k)), w.correction, w.stats[3] / ((1 + w.stats[1]) * (1 + w.stats[1])) * (math.Abs(w.logpi) + w.h + 1)},
-				} {
-					if math.IsInf(q.want, -1) && math.IsInf(q.got, -1) {
-						continue
-					}
-					if d := math.Abs(q.got - q.want); !(d <= tc.rel*q.scale+1e-300) {
-						t.Errorf("%s row %d %s: got %.9g, want %.9g (|d| %.3g, tolerance %.3g)", filepath.Base(tc.in), i, q.name,
-							q.got, q.want, d, tc.rel*q.scale)
-					}
-				}
-			}
-		}
-		if i != rows {
-			t.Fatalf("%s: %d rows in the output", out, i)
-		}
+		checkAnalyze(t, tc.in, want, tc.rel, 1e-300)
 	}
 
 	// Impossible statistics are data errors naming row and column.
@@ -267,6 +215,82 @@ func readIPCFile(t *testing.T, path string) (*arrow.Schema, []arrow.Record) {
 		recs = append(recs, rec)
 	}
 	return r.Schema(), recs
+}
+
+// checkStats compares row statistics columns with the oracle's: 2e-5 of each one's scale (s3
+// against the scale it has in C: on a peaked row its e^{2v} ≈ 1e-35 terms are far below
+// float32's precision, harmlessly).
+//
+// abs is an absolute floor: a float32 statistic cannot hold the 1e-100 of a row of ±1e4 logits.
+func checkStats(t *testing.T, what string, recs []arrow.Record, want []oracleRow, abs float64) {
+	t.Helper()
+	i := 0
+	for _, r := range recs {
+		for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
+			for c, name := range papoio.StatsColumnNames {
+				var got float64
+				switch col := r.Column(r.Schema().FieldIndices(name)[0]).(type) {
+				case *array.Float64:
+					got = col.Value(k)
+				case *array.Float32:
+					got = float64(col.Value(k))
+				}
+				st := want[i].stats
+				w, scale := st[c], math.Abs(st[c])
+				if name == papoio.ColSumExp2V {
+					scale += math.Abs(st[2]) * st[3] / (1 + st[1])
+				}
+				if math.IsInf(w, -1) && math.IsInf(got, -1) {
+					continue
+				}
+				if d := math.Abs(got - w); !(d <= 2e-5*scale+abs) {
+					t.Errorf("%s row %d %s: got %.9g, want %.9g", what, i, name, got, w)
+				}
+			}
+		}
+	}
+	if i != len(want) {
+		t.Fatalf("%s: %d rows; want %d", what, i, len(want))
+	}
+}
+
+// checkAnalyze runs papo analyze on in and compares H, log π_a, S_a and C with the oracle's,
+// within rel of each quantity's scale.
+func checkAnalyze(t *testing.T, in string, want []oracleRow, rel, abs float64) {
+	t.Helper()
+	out := in + "-out.arrows"
+	mustRun(t, "analyze", in, "-o", out, "--device", "cpu", "--quiet")
+	_, recs := readStream(t, out)
+	i := 0
+	for _, r := range recs {
+		col := func(name string) *array.Float32 { return r.Column(r.Schema().FieldIndices(name)[0]).(*array.Float32) }
+		h, lp, sa, c := col("entropy"), col("logprob"), col("sampled_term"), col("correction")
+		for k := 0; k < int(r.NumRows()); k, i = k+1, i+1 {
+			w := want[i]
+			pa := math.Max(math.Exp(w.logpi), 1e-300)
+			for _, q := range []struct {
+				name      string
+				got, want float64
+				scale     float64
+			}{
+				{"entropy", float64(h.Value(k)), w.h, w.h},
+				{"logprob", float64(lp.Value(k)), w.logpi, math.Max(1, math.Abs(w.logpi))},
+				{"sampled_term", float64(sa.Value(k)), w.sampled, pa * (math.Abs(w.logpi) + w.h)},
+				{"correction", float64(c.Value(k)), w.correction, w.stats[3] / ((1 + w.stats[1]) * (1 + w.stats[1])) * (math.Abs(w.logpi) + w.h + 1)},
+			} {
+				if math.IsInf(q.want, -1) && math.IsInf(q.got, -1) {
+					continue
+				}
+				if d := math.Abs(q.got - q.want); !(d <= rel*q.scale+abs) {
+					t.Errorf("%s row %d %s: got %.9g, want %.9g (|d| %.3g, tolerance %.3g)", filepath.Base(in), i, q.name,
+						q.got, q.want, d, rel*q.scale)
+				}
+			}
+		}
+	}
+	if i != len(want) {
+		t.Fatalf("%s: %d rows in the output; want %d", out, i, len(want))
+	}
 }
 
 func writeIPCStream(t *testing.T, path string, schema *arrow.Schema, rec arrow.Record) {
@@ -315,5 +339,96 @@ func mustRun(t *testing.T, args ...string) {
 	var out, errb bytes.Buffer
 	if code := execute(args, nil, &out, &errb); code != 0 {
 		t.Fatalf("papo %v: exit %d\n%s", args, code, errb.String())
+	}
+}
+
+// TestTorchRowStats: examples/python/papo_stats.py under Debian's python3-torch on the CPU, in
+// one process and in two Gloo processes on loopback that each hold half of the vocabulary,
+// gives the statistics of the test's own float64 computation, and papo analyze on them the
+// reference numbers. Skipped where torch is missing (failed with PAPO_REQUIRE_TORCH=1, as CI
+// sets it).
+func TestTorchRowStats(t *testing.T) {
+	// Debian's python3-torch belongs to /usr/bin/python3, which need not be the python3 on PATH.
+	python := ""
+	for _, cand := range []string{os.Getenv("PAPO_PYTHON"), "/usr/bin/python3", "python3"} {
+		if cand != "" && exec.Command(cand, "-c", "import torch").Run() == nil {
+			python = cand
+			break
+		}
+	}
+	if python == "" {
+		if os.Getenv("PAPO_REQUIRE_TORCH") == "1" {
+			t.Fatal("no python3 that can import torch (PAPO_REQUIRE_TORCH=1; apt install python3-torch)")
+		}
+		t.Skip("no python3 that can import torch (apt install python3-torch, or set PAPO_PYTHON)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	for _, mode := range [][]string{{"single"}, {"gloo", port}} {
+		t.Run(mode[0], func(t *testing.T) {
+			cmd := exec.Command(python, append([]string{"-B", "testdata/torchstats.py"}, mode...)...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("torchstats.py %v: %v\n%s", mode, err, stderr.String())
+			}
+			var got struct {
+				V, T   int
+				Tau    float64
+				Logits []string
+				IDs    []int32
+				Stats  map[string][]string
+			}
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			parse := func(hex []string) []float64 {
+				vals := make([]float64, len(hex))
+				for i, h := range hex {
+					if vals[i], err = strconv.ParseFloat(h, 64); err != nil {
+						t.Fatalf("%q: %v", h, err)
+					}
+				}
+				return vals
+			}
+			z := parse(got.Logits)
+			want := make([]oracleRow, got.T)
+			for i := range want {
+				row := make([]float32, got.V)
+				for j := range row {
+					row[j] = float32(z[i*got.V+j])
+				}
+				want[i] = oracle(row, int(got.IDs[i]), got.Tau)
+			}
+			// The torch statistics as a float32 row-statistics input.
+			mem := memory.DefaultAllocator
+			ib := array.NewInt32Builder(mem)
+			ib.AppendValues(got.IDs, nil)
+			fields := []arrow.Field{{Name: "token_id", Type: arrow.PrimitiveTypes.Int32}}
+			arrs := []arrow.Array{ib.NewArray()}
+			for _, name := range papoio.StatsColumnNames {
+				b := array.NewFloat32Builder(mem)
+				for _, x := range parse(got.Stats[name]) {
+					b.Append(float32(x))
+				}
+				fields = append(fields, arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float32})
+				arrs = append(arrs, b.NewArray())
+			}
+			md := arrow.MetadataFrom(map[string]string{papoio.MetaTemperature: strconv.FormatFloat(got.Tau, 'g', -1, 64)})
+			schema := arrow.NewSchema(fields, &md)
+			rec := array.NewRecord(schema, arrs, int64(got.T))
+			// float32 statistics, accumulated in float32: below float32's smallest normal
+			// (1.2e-38) a value may be lost.
+			const f32Floor = 2e-38
+			checkStats(t, "torch "+mode[0], []arrow.Record{rec}, want, f32Floor)
+			path := filepath.Join(t.TempDir(), "torch-stats.arrows")
+			writeIPCStream(t, path, schema, rec)
+			checkAnalyze(t, path, want, 2e-5, f32Floor)
+		})
 	}
 }
