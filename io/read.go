@@ -87,6 +87,7 @@ type Reader struct {
 	stream     *ipc.Reader     // IPC stream, or an IPC file without a valid footer
 	noFooter   error           // an IPC file without a usable footer, read as a stream; the footer's error
 	noContract bool            // WithContract said no: metadata only, no batches
+	records    recordSource    // a Parquet, CSV or JSONL table (table.go)
 	closers    []func() error
 	index      int   // next batch index
 	rows       int64 // rows before the next batch
@@ -127,7 +128,12 @@ func Open(path string, mem memory.Allocator, opts ...Option) (*Reader, error) {
 		}
 		return nil, fileError(path, err, "cannot open")
 	}
-	r, err := newReader(f, path, mem, opts)
+	var r *Reader
+	if format := tableFormat(path); format != "" {
+		r, err = newTableReader(f, path, format, mem, opts)
+	} else {
+		r, err = newReader(f, path, mem, opts)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -226,8 +232,8 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 			err = fileError(name, err, "")
 		}
 	case bytes.HasPrefix(head, parquetMagic):
-		err = fileError(name, nil, "this is a Parquet file; papo reads Arrow IPC (file or stream), "+
-			"e.g. pyarrow.ipc.new_file or pyarrow.ipc.new_stream")
+		err = fileError(name, nil, "this is a Parquet file: give it a .parquet name (papo reads Parquet from "+
+			"files, and Arrow IPC files or streams from anywhere)")
 	default:
 		err = fileError(name, nil, "not an Arrow IPC file or stream: it starts with % x; want \"ARROW1\" "+
 			"(IPC file) or ff ff ff ff (IPC stream)", head)
@@ -453,6 +459,17 @@ func (r *Reader) nextRecord() (arrow.Record, error) {
 			var err error
 			rec, err = r.file.RecordAt(r.index)
 			return err
+		}
+		if r.records != nil {
+			if r.records.Next() {
+				rec = r.records.Record()
+				rec.Retain()
+				return nil
+			}
+			if err := r.records.Err(); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			return nil
 		}
 		if r.stream.Next() {
 			rec = r.stream.Record()

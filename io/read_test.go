@@ -605,3 +605,51 @@ func TestRowStatisticsColumns(t *testing.T) {
 		})
 	}
 }
+
+// TestTables: row-statistics tables as CSV and JSONL are read with types from the column
+// names; bad values and missing columns are errors naming the input.
+func TestTables(t *testing.T) {
+	header := "token_id,step,logit_max,sum_exp_rest,sum_exp_v,sum_exp2,sum_exp2_v,sampled_logit,note\n"
+	row := "3,0,1.5,0.25,-0.5,1.1,-0.2,1,hello\n"
+	jrow := `{"token_id":3,"step":0,"logit_max":1.5,"sum_exp_rest":0.25,"sum_exp_v":-0.5,"sum_exp2":1.1,"sum_exp2_v":-0.2,"sampled_logit":"-Infinity","note":"x"}` + "\n"
+	for _, tc := range []struct {
+		name, ext, body, err string
+		rows                 int
+	}{
+		{"csv", "csv", header + row + row, "", 2},
+		{"csv with an empty advantage", "csv", "advantage," + header + "," + row, "", 1},
+		{"csv bad number", "csv", header + "3,0,x,0.25,-0.5,1.1,-0.2,1,hello\n", "logit_max", 0},
+		{"csv without statistics", "csv", "token_id,step\n1,0\n", "missing required column logits", 0},
+		{"jsonl", "jsonl", jrow + "\n" + jrow, "", 2},
+		{"jsonl bad line", "jsonl", jrow + "{nope\n", "line 2", 0},
+		{"jsonl wrong type", "jsonl", strings.Replace(jrow, `"token_id":3`, `"token_id":"three"`, 1), "token_id", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "in."+tc.ext)
+			if err := os.WriteFile(path, []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(path, nil)
+			rows := 0
+			if err == nil {
+				for r.Next() {
+					rows += r.Batch().Input.Rows()
+					if r.Batch().Input.Stats == nil {
+						t.Fatal("no row statistics in the batch")
+					}
+				}
+				err = r.Err()
+				r.Close()
+			}
+			if tc.err == "" {
+				if err != nil || rows != tc.rows {
+					t.Fatalf("%d rows, err %v; want %d", rows, err, tc.rows)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %v; want one naming %s and saying %q", err, path, tc.err)
+			}
+		})
+	}
+}

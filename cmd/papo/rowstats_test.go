@@ -178,6 +178,17 @@ func TestRowStatisticsInput(t *testing.T) {
 	}{{statsPath, 2e-6}, {logitsPath, 1e-5}, {rsPath, 1e-5}} {
 		checkAnalyze(t, tc.in, want, tc.rel, 1e-300)
 	}
+	// Row-statistics tables as Parquet, CSV and JSONL (what a trainer may write): --row-stats
+	// writes them, analyze reads them back. CSV and JSONL have no metadata: τ comes as a flag.
+	for _, ext := range []string{"parquet", "csv", "jsonl"} {
+		path := filepath.Join(dir, "rowstats."+ext)
+		mustRun(t, "analyze", logitsPath, "--row-stats", path, "--device", "cpu", "--quiet")
+		var flags []string
+		if ext != "parquet" {
+			flags = []string{"--temperature", "0.8"}
+		}
+		checkAnalyze(t, path, want, 1e-5, 1e-300, flags...)
+	}
 
 	// Impossible statistics are data errors naming row and column.
 	bad := append([]float64(nil), statCols[2]...)
@@ -256,10 +267,10 @@ func checkStats(t *testing.T, what string, recs []arrow.Record, want []oracleRow
 
 // checkAnalyze runs papo analyze on in and compares H, log π_a, S_a and C with the oracle's,
 // within rel of each quantity's scale.
-func checkAnalyze(t *testing.T, in string, want []oracleRow, rel, abs float64) {
+func checkAnalyze(t *testing.T, in string, want []oracleRow, rel, abs float64, flags ...string) {
 	t.Helper()
 	out := in + "-out.arrows"
-	mustRun(t, "analyze", in, "-o", out, "--device", "cpu", "--quiet")
+	mustRun(t, append([]string{"analyze", in, "-o", out, "--device", "cpu", "--quiet"}, flags...)...)
 	_, recs := readStream(t, out)
 	i := 0
 	for _, r := range recs {
