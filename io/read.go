@@ -242,11 +242,17 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 		r.Close()
 		return nil, err
 	}
+	return r.checkContract(opt)
+}
+
+// checkContract checks the schema read against the input contract (unless WithContract says
+// otherwise); on failure the Reader is closed.
+func (r *Reader) checkContract(opt options) (*Reader, error) {
 	if opt.contract != nil && !opt.contract(r.sch) {
 		r.noContract = true
 		return r, nil
 	}
-	lay, meta, err := checkSchema(name, r.sch)
+	lay, meta, err := checkSchema(r.name, r.sch)
 	if err != nil {
 		r.Close()
 		return nil, err

@@ -47,13 +47,7 @@ func newTableReader(f *os.File, name string, format Format, mem memory.Allocator
 		r.Close()
 		return nil, fileError(name, err, "reading the %s table", format)
 	}
-	lay, meta, err := checkSchema(name, r.sch)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	r.lay, r.meta = lay, meta
-	return r, nil
+	return r.checkContract(opt)
 }
 
 // tableRows is how many rows a CSV or JSONL record batch holds.
