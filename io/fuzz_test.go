@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -155,4 +157,39 @@ func TestFuzzSeedsValid(t *testing.T) {
 		}
 		r.Close()
 	}
+}
+
+// FuzzTables feeds arbitrary CSV and JSONL bodies to the table readers (the first byte picks
+// the format): errors, never a panic, and every batch it yields passes the invariants.
+func FuzzTables(f *testing.F) {
+	f.Add([]byte("ctoken_id,step,logit_max,sum_exp_rest,sum_exp_v,sum_exp2,sum_exp2_v,sampled_logit\n3,0,1.5,0.25,-0.5,1.1,-0.2,1\n"))
+	f.Add([]byte(`j{"token_id":3,"logit_max":1.5,"sum_exp_rest":0.25,"sum_exp_v":-0.5,"sum_exp2":1.1,"sum_exp2_v":-0.2,"sampled_logit":"-Infinity"}` + "\n"))
+	f.Add([]byte("j{}\n{\"a\":[1,2]}\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		ext := ".csv"
+		if data[0]%2 == 0 {
+			ext = ".jsonl"
+		}
+		path := filepath.Join(dir, "in"+ext)
+		if err := os.WriteFile(path, data[1:], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		r, err := Open(path, mem, WithMaxBufferBytes(1<<20))
+		if err != nil {
+			var ie *InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v is not an *InputError", err)
+			}
+			return
+		}
+		for r.Next() {
+			checkInvariants(t, r, r.Batch())
+		}
+		r.Close()
+	})
 }
