@@ -72,14 +72,15 @@ var intColumns = map[string]bool{ColTokenID: true, ColStep: true, ColSequenceID:
 // unknown name.
 func namedType(name string) (arrow.DataType, bool) {
 	switch {
-	case intColumns[name]:
+	case intColumns[name] || name == ColEntropyTokens || name == ColWeightedTokens:
 		return arrow.PrimitiveTypes.Int64, true
 	case name == ColMask:
 		return arrow.FixedWidthTypes.Boolean, true
 	case name == ColLogits:
 		return nil, false
 	}
-	for _, known := range append([]string{ColAdvantage, ColOldLogprob}, StatsColumnNames...) {
+	for _, known := range append([]string{ColAdvantage, ColOldLogprob, ColEntropySum, ColPolaritySum, ColPolaritySum2,
+		ColAbsAdvantage, ColAbsAdvantageSign}, StatsColumnNames...) {
 		if name == known {
 			return arrow.PrimitiveTypes.Float64, true
 		}

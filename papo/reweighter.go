@@ -234,6 +234,13 @@ func (r *Reweighter) Step(tok *StepTokens, weight []float32, reweighted []float6
 	if tok.GlobalEntropy != nil {
 		es = *tok.GlobalEntropy
 	}
+	if g := tok.Global; g != nil {
+		if r.cfg.Method == MethodPAPO && r.cfg.Renormalize && r.cfg.G == GTanh {
+			return StepResult{}, errors.New("papo: renormalized tanh weights need every rank's Σ|w·A|, which one " +
+				"round of global statistics cannot give: use g = sign with --renormalize, or no renormalization")
+		}
+		es = g.Entropy
+	}
 	m, rb, ph, err := r.next(tok.Step, es)
 	if err != nil {
 		return StepResult{}, fmt.Errorf("papo: %w", err)

@@ -36,6 +36,68 @@ type StepTokens struct {
 	// GlobalEntropy, when set, is the step's entropy summed over all data-parallel ranks (a
 	// trainer's own all-reduce of EntropySum); the phase uses it instead of this slice's tokens.
 	GlobalEntropy *EntropySum
+	// Global, when set, are the step's StepPartials summed over all data-parallel ranks: the
+	// phase, PAPO's σ_P (g = tanh) and its renormalization (g = sign) then use the whole step,
+	// so that the ranks' weights concatenated are those of one process that saw every token.
+	// The baselines stay rank-local except entropy shaping, which is per token anyway.
+	Global *StepPartials
+}
+
+// StepPartials are one rank's additive share of what a step's phase and PAPO weights need
+// from all of the step's tokens: summing the ranks' StepPartials field by field (an
+// all-reduce SUM) gives the whole step's.
+type StepPartials struct {
+	Entropy          EntropySum // Σ H and count over trained tokens
+	Weighted         int64      // tokens the method acts on (trained, with an advantage)
+	PolaritySum      float64    // Σ P over them
+	PolaritySum2     float64    // Σ P²
+	AbsAdvantage     float64    // Σ |A|
+	AbsAdvantageSign float64    // Σ |A|·sign(P)
+}
+
+// Merge adds another rank's partials.
+func (p *StepPartials) Merge(o StepPartials) {
+	p.Entropy.Merge(o.Entropy)
+	p.Weighted += o.Weighted
+	p.PolaritySum += o.PolaritySum
+	p.PolaritySum2 += o.PolaritySum2
+	p.AbsAdvantage += o.AbsAdvantage
+	p.AbsAdvantageSign += o.AbsAdvantageSign
+}
+
+// Partials are this slice's share of the step.
+func (t *StepTokens) Partials() StepPartials {
+	p := StepPartials{Entropy: t.EntropySum()}
+	for i := range t.Advantage {
+		if !t.weighted(i) {
+			continue
+		}
+		p.Weighted++
+		a := math.Abs(t.Advantage[i])
+		p.AbsAdvantage += a
+		if t.Polarity != nil {
+			x := float64(t.Polarity[i])
+			p.PolaritySum += x
+			p.PolaritySum2 += x * x
+			switch {
+			case x > 0:
+				p.AbsAdvantageSign += a
+			case x < 0:
+				p.AbsAdvantageSign -= a
+			}
+		}
+	}
+	return p
+}
+
+// globalSD is σ_P of the whole step from its partials (population standard deviation).
+func (p *StepPartials) globalSD() float64 {
+	if p.Weighted == 0 {
+		return 0
+	}
+	n := float64(p.Weighted)
+	mean := p.PolaritySum / n
+	return math.Sqrt(math.Max(p.PolaritySum2/n-mean*mean, 0))
 }
 
 // Len is the number of tokens.
@@ -249,10 +311,21 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 	}
 	if c.Method == MethodPAPO && c.Renormalize {
 		var abs, absW float64
-		for i := 0; i < n; i++ {
-			if tok.weighted(i) {
-				abs += math.Abs(tok.Advantage[i])
-				absW += math.Abs(reweighted[i])
+		if g := tok.Global; g != nil {
+			// With g = sign every w = 1 + λφ·sign(P) > 0, so Σ|w·A| = Σ|A| + λφ·Σ|A|·sign(P)
+			// (Step refuses g = tanh here: its Σ|w·A| is not additive in one round).
+			abs = g.AbsAdvantage
+			if c.Lambda != 0 && phi != 0 {
+				absW = g.AbsAdvantage + c.Lambda*phi*g.AbsAdvantageSign
+			} else {
+				absW = abs
+			}
+		} else {
+			for i := 0; i < n; i++ {
+				if tok.weighted(i) {
+					abs += math.Abs(tok.Advantage[i])
+					absW += math.Abs(reweighted[i])
+				}
 			}
 		}
 		if absW > 0 && abs > 0 {
@@ -307,6 +380,9 @@ func papoWeights(c Config, phi float64, tok *StepTokens, w []float64) {
 	sigma := 0.0
 	if c.G == GTanh {
 		sigma = polaritySD(tok)
+		if tok.Global != nil {
+			sigma = tok.Global.globalSD()
+		}
 	}
 	for i := range w {
 		if !tok.weighted(i) {

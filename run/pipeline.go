@@ -33,6 +33,13 @@ type Config struct {
 	// engine's own pass where it is a polarity.StatsEngine (the CPU engine), else in a second
 	// pass of the CPU engine.
 	RowStats bool
+	// PartialsOnly computes each step's papo.StepPartials (StepReport.Partials) instead of
+	// reweighting it: no rows reach the Sink, and the run state is not touched (papo stats).
+	PartialsOnly bool
+	// Global, when set, are the steps' partials summed over all data-parallel ranks: each
+	// step is reweighted with its global figures (papo reweight --global-stats). A step
+	// missing from it is an error.
+	Global map[int64]papo.StepPartials
 }
 
 // Rows are consecutive input rows of one step with their results: a step's rows reach the Sink
@@ -57,6 +64,8 @@ type Rows struct {
 type StepReport struct {
 	Summary  papoio.StepSummary
 	Reweight papo.StepResult
+	// Partials are the step's partials (Config.PartialsOnly only).
+	Partials *papo.StepPartials
 }
 
 // A Sink receives a run's results: for each step, its rows in input order, then its report.
@@ -259,6 +268,19 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		return err
 	}
 	tok := p.stepTokens()
+	if p.cfg.PartialsOnly {
+		part := tok.Partials()
+		p.steps++
+		return p.sink.Step(&StepReport{Summary: papoio.StepSummary{Step: p.cur, Tokens: p.stats.Tokens,
+			MeanEntropy: p.stats.MeanEntropy()}, Partials: &part})
+	}
+	if p.cfg.Global != nil {
+		g, ok := p.cfg.Global[p.cur]
+		if !ok {
+			return fmt.Errorf("%s: step %d is not in the global statistics", p.cfg.Name, p.cur)
+		}
+		tok.Global = &g
+	}
 	weight := make([]float32, len(tok.Advantage))
 	reweighted := make([]float64, len(tok.Advantage))
 	sr, err := p.cfg.Reweighter.Step(tok, weight, reweighted)

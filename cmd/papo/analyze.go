@@ -37,12 +37,17 @@ func (e epsilonFlag) Set(s string) error {
 	return nil
 }
 
-// runAnalyze implements `papo analyze` and, with reweight, `papo reweight`: the run pipeline
-// (package run) wired to files, with the reweighting method off (weights 1) for analyze.
-func runAnalyze(env *environment, args []string, reweight bool) error {
+// runAnalyze implements `papo analyze`, `papo reweight` and `papo stats` (mode): the run
+// pipeline (package run) wired to files, with the reweighting method off (weights 1) for
+// analyze, and the steps' data-parallel partials instead of weights for stats.
+func runAnalyze(env *environment, args []string, mode string) error {
+	reweight, partials := mode != "analyze", mode == "stats"
 	name, synopsis := "analyze", "IN [-o OUT] [flags]"
-	if reweight {
-		name, synopsis = "reweight", "IN -o OUT [--state FILE] [--method M] [flags]"
+	switch mode {
+	case "reweight":
+		name, synopsis = "reweight", "IN -o OUT [--state FILE] [--global-stats GLOBAL] [--method M] [flags]"
+	case "stats":
+		name, synopsis = "stats", "IN -o PART [flags of reweight]"
 	}
 	fs := flagSet(name, synopsis)
 	out := fs.String("o", "", "per-token output: .arrow, .arrows, .parquet, .csv or .jsonl (\"-\": Arrow stream on stdout)")
@@ -61,10 +66,14 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	var statePath, configPath *string
 	var resetState *bool
 	var history *int
-	if reweight {
+	var globalPath *string
+	if mode == "reweight" {
+		globalPath = fs.String("global-stats", "", "reweight with the steps' global figures: the sum over all data-parallel ranks of their `papo stats` tables")
 		statePath = fs.String("state", "", "run state file (phase EMA and the last steps' history); loaded at start, committed with the outputs at the end")
 		resetState = fs.Bool(papo.FlagResetState, false, "start afresh even if --state holds a state written with other parameters")
 		history = fs.Int("state-history", papo.DefaultHistory, "steps the run state remembers, so that a step that comes again can roll the run back")
+	}
+	if reweight {
 		configPath = fs.String("config", "", "reweighting parameters from a .toml or .json file (flags given on the command line win)")
 		cfg.RegisterFlags(fs)
 	}
@@ -131,9 +140,22 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	// The run state changes only at the end, together with the outputs.
 	opts := []papo.Option{papo.WithSignal(params), papo.WithDeferredSave()}
 	state := ""
-	if reweight {
+	if mode == "reweight" {
 		state = *statePath
 		opts = append(opts, papo.WithReset(*resetState), papo.WithHistory(*history))
+	}
+	var global map[int64]papo.StepPartials
+	if globalPath != nil && *globalPath != "" {
+		rows, err := papoio.ReadPartials(*globalPath)
+		if err != nil {
+			return err
+		}
+		global = make(map[int64]papo.StepPartials, len(rows))
+		for _, g := range rows {
+			global[g.Step] = papo.StepPartials{Entropy: papo.EntropySum{Sum: g.EntropySum, Tokens: g.EntropyTokens},
+				Weighted: g.WeightedTokens, PolaritySum: g.PolaritySum, PolaritySum2: g.PolaritySum2,
+				AbsAdvantage: g.AbsAdvantage, AbsAdvantageSign: g.AbsAdvantageSign}
+		}
 	}
 	if state != "" {
 		opts = append(opts, papo.WithStateFile(state))
@@ -165,7 +187,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 	}
 	var w *papoio.Writer
 	schema := papoio.OutputSchema(r.Schema())
-	if *out != "" {
+	if *out != "" && !partials {
 		if w, err = papoio.Create(*out, schema, mem); err != nil {
 			return err
 		}
@@ -188,7 +210,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 		sink.WithRowStats(statsW, papoio.RowStatsSchema(r.Schema(), params.Temperature))
 	}
 	p, err := run.New(run.Config{Name: displayName(in), Engine: engine, Params: params, Reweighter: rw,
-		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil}, sink)
+		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil, PartialsOnly: partials, Global: global}, sink)
 	if err != nil {
 		return err
 	}
@@ -243,6 +265,18 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 			return err
 		}
 	}
+	if partials {
+		var rows []papoio.StepPartials
+		for _, r := range sink.Reports() {
+			g := r.Partials
+			rows = append(rows, papoio.StepPartials{Step: r.Summary.Step, EntropyTokens: g.Entropy.Tokens, EntropySum: g.Entropy.Sum,
+				WeightedTokens: g.Weighted, PolaritySum: g.PolaritySum, PolaritySum2: g.PolaritySum2,
+				AbsAdvantage: g.AbsAdvantage, AbsAdvantageSign: g.AbsAdvantageSign})
+		}
+		if err := stage(papoio.FinishPartials(*out, rows, mem)); err != nil {
+			return err
+		}
+	}
 	if *summaryPath != "" {
 		if err := stage(papoio.FinishSummary(*summaryPath, sink.Summaries(), mem)); err != nil {
 			return err
@@ -259,7 +293,7 @@ func runAnalyze(env *environment, args []string, reweight bool) error {
 		return err
 	}
 	env.reached("committed")
-	if !*quiet {
+	if !*quiet && !partials {
 		printSummary(table, sink.Summaries(), reweight, cfg.Method)
 	}
 	secs := elapsed.Seconds()

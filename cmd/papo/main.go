@@ -26,6 +26,7 @@ Usage:
   papo gen      -o OUT [--vocab V] [--tokens N] [--steps S] [--dtype float32|float16|bfloat16] [--seed N]
   papo analyze  IN [-o OUT] [--summary FILE] [--row-stats FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
   papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
+  papo stats    IN -o PART [reweight flags] (a data-parallel rank's additive per-step partials; sum the ranks' and pass --global-stats to reweight)
   papo serve    --listen unix:///PATH|tcp://127.0.0.1:PORT|stdio [--state-dir DIR] [--metrics ADDR] [reweight flags]
   papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)
   papo probe    (lists CUDA devices; exit 0 when one is usable)
@@ -82,9 +83,11 @@ func executeIn(env *environment, args []string) (code int) {
 	case "gen":
 		err = runGen(env, args[1:])
 	case "analyze":
-		err = runAnalyze(env, args[1:], false)
+		err = runAnalyze(env, args[1:], "analyze")
 	case "reweight":
-		err = runAnalyze(env, args[1:], true)
+		err = runAnalyze(env, args[1:], "reweight")
+	case "stats":
+		err = runAnalyze(env, args[1:], "stats")
 	case "serve":
 		err = runServe(env, args[1:])
 	case "probe":

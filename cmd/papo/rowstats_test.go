@@ -203,6 +203,23 @@ func TestRowStatisticsInput(t *testing.T) {
 	}
 }
 
+// torchPython is a python3 that can import torch, or a skip (a failure with
+// PAPO_REQUIRE_TORCH=1, as CI sets it). Debian's python3-torch belongs to /usr/bin/python3,
+// which need not be the python3 on PATH.
+func torchPython(t *testing.T) string {
+	t.Helper()
+	for _, cand := range []string{os.Getenv("PAPO_PYTHON"), "/usr/bin/python3", "python3"} {
+		if cand != "" && exec.Command(cand, "-c", "import torch").Run() == nil {
+			return cand
+		}
+	}
+	if os.Getenv("PAPO_REQUIRE_TORCH") == "1" {
+		t.Fatal("no python3 that can import torch (PAPO_REQUIRE_TORCH=1; apt install python3-torch)")
+	}
+	t.Skip("no python3 that can import torch (apt install python3-torch, or set PAPO_PYTHON)")
+	return ""
+}
+
 // readIPCFile reads every record of an Arrow IPC file.
 func readIPCFile(t *testing.T, path string) (*arrow.Schema, []arrow.Record) {
 	t.Helper()
@@ -359,20 +376,7 @@ func mustRun(t *testing.T, args ...string) {
 // reference numbers. Skipped where torch is missing (failed with PAPO_REQUIRE_TORCH=1, as CI
 // sets it).
 func TestTorchRowStats(t *testing.T) {
-	// Debian's python3-torch belongs to /usr/bin/python3, which need not be the python3 on PATH.
-	python := ""
-	for _, cand := range []string{os.Getenv("PAPO_PYTHON"), "/usr/bin/python3", "python3"} {
-		if cand != "" && exec.Command(cand, "-c", "import torch").Run() == nil {
-			python = cand
-			break
-		}
-	}
-	if python == "" {
-		if os.Getenv("PAPO_REQUIRE_TORCH") == "1" {
-			t.Fatal("no python3 that can import torch (PAPO_REQUIRE_TORCH=1; apt install python3-torch)")
-		}
-		t.Skip("no python3 that can import torch (apt install python3-torch, or set PAPO_PYTHON)")
-	}
+	python := torchPython(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,219 @@
+package papoio
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/entropy-polarity/papo/internal/atomicfile"
+)
+
+// StepPartials is one row of `papo stats`: one rank's additive share of a step (papo.StepPartials
+// with its step). Summing the ranks' tables column by column, except step, gives the global
+// table that `papo reweight --global-stats` takes.
+type StepPartials struct {
+	Step             int64
+	EntropyTokens    int64
+	EntropySum       float64
+	WeightedTokens   int64
+	PolaritySum      float64
+	PolaritySum2     float64
+	AbsAdvantage     float64
+	AbsAdvantageSign float64
+}
+
+// The partials table's columns.
+const (
+	ColEntropyTokens    = "entropy_tokens"
+	ColEntropySum       = "entropy_sum"
+	ColWeightedTokens   = "weighted_tokens"
+	ColPolaritySum      = "polarity_sum"
+	ColPolaritySum2     = "polarity_sum2"
+	ColAbsAdvantage     = "abs_advantage_sum"
+	ColAbsAdvantageSign = "abs_advantage_sign_sum"
+)
+
+var partialsSchema = arrow.NewSchema([]arrow.Field{
+	{Name: ColStep, Type: arrow.PrimitiveTypes.Int64},
+	{Name: ColEntropyTokens, Type: arrow.PrimitiveTypes.Int64},
+	{Name: ColEntropySum, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColWeightedTokens, Type: arrow.PrimitiveTypes.Int64},
+	{Name: ColPolaritySum, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColPolaritySum2, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColAbsAdvantage, Type: arrow.PrimitiveTypes.Float64},
+	{Name: ColAbsAdvantageSign, Type: arrow.PrimitiveTypes.Float64},
+}, nil)
+
+// PartialsSchema is the schema of the partials table.
+func PartialsSchema() *arrow.Schema { return partialsSchema }
+
+// FinishPartials writes the partials table to path (any output format), uncommitted like
+// FinishSummary.
+func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*atomicfile.File, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	i64 := func(get func(*StepPartials) int64) arrow.Array {
+		b := array.NewInt64Builder(mem)
+		defer b.Release()
+		for k := range rows {
+			b.Append(get(&rows[k]))
+		}
+		return b.NewArray()
+	}
+	f64 := func(get func(*StepPartials) float64) arrow.Array {
+		b := array.NewFloat64Builder(mem)
+		defer b.Release()
+		for k := range rows {
+			b.Append(get(&rows[k]))
+		}
+		return b.NewArray()
+	}
+	cols := []arrow.Array{
+		i64(func(s *StepPartials) int64 { return s.Step }),
+		i64(func(s *StepPartials) int64 { return s.EntropyTokens }),
+		f64(func(s *StepPartials) float64 { return s.EntropySum }),
+		i64(func(s *StepPartials) int64 { return s.WeightedTokens }),
+		f64(func(s *StepPartials) float64 { return s.PolaritySum }),
+		f64(func(s *StepPartials) float64 { return s.PolaritySum2 }),
+		f64(func(s *StepPartials) float64 { return s.AbsAdvantage }),
+		f64(func(s *StepPartials) float64 { return s.AbsAdvantageSign }),
+	}
+	rec := array.NewRecord(partialsSchema, cols, int64(len(rows)))
+	for _, c := range cols {
+		c.Release()
+	}
+	defer rec.Release()
+	w, err := Create(path, partialsSchema, mem)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	if err := w.Write(rec); err != nil {
+		return nil, err
+	}
+	return w.Finish()
+}
+
+// ReadPartials reads a partials table (Arrow IPC file or stream, Parquet, CSV or JSONL, as
+// written by `papo stats` or summed by a trainer), steps increasing.
+func ReadPartials(path string) ([]StepPartials, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fileError(path, err, "cannot open")
+	}
+	defer f.Close()
+	r := &Reader{name: path, mem: &limitAllocator{mem: memory.DefaultAllocator, limit: 1 << 30}, limit: 1 << 30}
+	defer r.Close()
+	if format := tableFormat(path); format != "" {
+		if err := guard(func() error { return r.openTable(f, format) }); err != nil {
+			return nil, fileError(path, err, "reading the %s table", format)
+		}
+	} else {
+		head := make([]byte, 6)
+		n, _ := io.ReadFull(f, head)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fileError(path, err, "read")
+		}
+		err := guard(func() error {
+			if n == 6 && bytes.Equal(head, ipc.Magic[:6]) {
+				fr, err := ipc.NewFileReader(f)
+				if err != nil {
+					return err
+				}
+				r.closers = append(r.closers, fr.Close)
+				r.records, r.sch = &fileRecords{fr: fr}, fr.Schema()
+				return nil
+			}
+			sr, err := ipc.NewReader(f)
+			if err != nil {
+				return err
+			}
+			r.closers = append(r.closers, func() error { sr.Release(); return nil })
+			r.records, r.sch = sr, sr.Schema()
+			return nil
+		})
+		if err != nil {
+			return nil, fileError(path, err, "not an Arrow IPC file or stream")
+		}
+	}
+	idx := map[string]int{}
+	for _, f := range partialsSchema.Fields() {
+		is := r.sch.FieldIndices(f.Name)
+		if len(is) != 1 {
+			return nil, fileError(path, nil, "the partials table needs one column %s (papo stats writes it)", f.Name)
+		}
+		idx[f.Name] = is[0]
+	}
+	var rows []StepPartials
+	for r.records.Next() {
+		rec := r.records.Record()
+		get := func(name string, i int) (float64, error) {
+			col := rec.Column(idx[name])
+			if col.IsNull(i) {
+				return 0, fmt.Errorf("row %d: %s is null", len(rows), name)
+			}
+			switch a := col.(type) {
+			case *array.Int64:
+				return float64(a.Value(i)), nil
+			case *array.Int32:
+				return float64(a.Value(i)), nil
+			case *array.Float64:
+				return a.Value(i), nil
+			case *array.Float32:
+				return float64(a.Value(i)), nil
+			}
+			return 0, fmt.Errorf("column %s has type %s; want numbers", name, col.DataType())
+		}
+		for i := 0; i < int(rec.NumRows()); i++ {
+			var v [8]float64
+			for k, f := range partialsSchema.Fields() {
+				x, err := get(f.Name, i)
+				if err != nil {
+					return nil, fileError(path, err, "partials")
+				}
+				v[k] = x
+			}
+			p := StepPartials{Step: int64(v[0]), EntropyTokens: int64(v[1]), EntropySum: v[2], WeightedTokens: int64(v[3]),
+				PolaritySum: v[4], PolaritySum2: v[5], AbsAdvantage: v[6], AbsAdvantageSign: v[7]}
+			if len(rows) > 0 && p.Step <= rows[len(rows)-1].Step {
+				return nil, fileError(path, nil, "partials row %d: step %d after step %d: want increasing steps", len(rows), p.Step, rows[len(rows)-1].Step)
+			}
+			rows = append(rows, p)
+		}
+	}
+	if err := r.records.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fileError(path, err, "reading the partials")
+	}
+	return rows, nil
+}
+
+// fileRecords iterates an IPC file's records.
+type fileRecords struct {
+	fr  *ipc.FileReader
+	i   int
+	rec arrow.Record
+	err error
+}
+
+func (f *fileRecords) Next() bool {
+	if f.rec != nil {
+		f.rec.Release()
+		f.rec = nil
+	}
+	if f.i >= f.fr.NumRecords() {
+		return false
+	}
+	f.rec, f.err = f.fr.RecordAt(f.i)
+	f.i++
+	return f.err == nil
+}
+func (f *fileRecords) Record() arrow.Record { return f.rec }
+func (f *fileRecords) Err() error           { return f.err }
