@@ -19,14 +19,14 @@ import (
 // with its step). Summing the ranks' tables column by column, except step, gives the global
 // table that `papo reweight --global-stats` takes.
 type StepPartials struct {
-	Step             int64
-	EntropyTokens    int64
-	EntropySum       float64
-	WeightedTokens   int64
-	PolaritySum      float64
-	PolaritySum2     float64
-	AbsAdvantage     float64
-	AbsAdvantageSign float64
+	Step             int64   `json:"step"`
+	EntropyTokens    int64   `json:"entropy_tokens"`
+	EntropySum       float64 `json:"entropy_sum"`
+	WeightedTokens   int64   `json:"weighted_tokens"`
+	PolaritySum      float64 `json:"polarity_sum"`
+	PolaritySum2     float64 `json:"polarity_sum2"`
+	AbsAdvantage     float64 `json:"abs_advantage_sum"`
+	AbsAdvantageSign float64 `json:"abs_advantage_sign_sum"`
 }
 
 // The partials table's columns.
@@ -54,9 +54,8 @@ var partialsSchema = arrow.NewSchema([]arrow.Field{
 // PartialsSchema is the schema of the partials table.
 func PartialsSchema() *arrow.Schema { return partialsSchema }
 
-// FinishPartials writes the partials table to path (any output format), uncommitted like
-// FinishSummary.
-func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*atomicfile.File, error) {
+// PartialsRecord builds the partials table; the caller releases it.
+func PartialsRecord(mem memory.Allocator, rows []StepPartials) arrow.Record {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
@@ -90,6 +89,13 @@ func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*at
 	for _, c := range cols {
 		c.Release()
 	}
+	return rec
+}
+
+// FinishPartials writes the partials table to path (any output format), uncommitted like
+// FinishSummary.
+func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*atomicfile.File, error) {
+	rec := PartialsRecord(mem, rows)
 	defer rec.Release()
 	w, err := Create(path, partialsSchema, mem)
 	if err != nil {

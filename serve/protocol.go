@@ -2,6 +2,7 @@ package serve
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/run"
 )
 
 // Request metadata keys: schema metadata of the request stream (docs/PROTOCOL.md). The input
@@ -25,6 +27,7 @@ const (
 	KeyNaturalGradient = "papo.natural_gradient" // "true": the natural-gradient polarity factor
 	KeyResetState      = "papo.reset_state"      // "true": start the run afresh
 	KeyRollbackTo      = "papo.rollback_to"      // rollback: the first step to forget
+	KeyGlobalStats     = "papo.global_stats"     // reweight: JSON array of the steps' global partials rows
 )
 
 // Reply status metadata keys: schema metadata of the status stream that ends every reply.
@@ -45,6 +48,7 @@ const (
 	Analyze  = "analyze"
 	Reweight = "reweight"
 	Rollback = "rollback"
+	Stats    = "stats" // a data-parallel rank's partials table (papo stats)
 )
 
 // ErrorKind classifies a failed request for clients and metrics.
@@ -87,6 +91,7 @@ type request struct {
 	reset      bool
 	rollbackTo int64
 	tokenOK    bool
+	global     map[int64]papo.StepPartials // papo.global_stats
 }
 
 // needsContract reports whether a request stream's schema must follow the input contract: all
@@ -117,12 +122,12 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		req.kind = v
 	}
 	switch req.kind {
-	case Analyze, Reweight, Rollback:
+	case Analyze, Reweight, Rollback, Stats:
 	default:
-		return req, errorf(KindRequest, "%s %q: want %s, %s or %s", KeyRequest, req.kind, Analyze, Reweight, Rollback)
+		return req, errorf(KindRequest, "%s %q: want %s, %s, %s or %s", KeyRequest, req.kind, Analyze, Reweight, Stats, Rollback)
 	}
 	req.runID, _ = get(KeyRunID)
-	if req.kind != Analyze {
+	if req.kind == Reweight || req.kind == Rollback {
 		if req.runID == "" {
 			return req, errorf(KindRequest, "a %s request needs %s (the run whose state it uses)", req.kind, KeyRunID)
 		}
@@ -156,6 +161,18 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 	if v, ok := get(KeyMethod); ok {
 		req.config.Method = v
 	}
+	if v, ok := get(KeyGlobalStats); ok && v != "" {
+		if req.kind != Reweight {
+			return req, errorf(KindRequest, "%s belongs to a reweight request", KeyGlobalStats)
+		}
+		var rows []papoio.StepPartials
+		dec := json.NewDecoder(strings.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rows); err != nil {
+			return req, errorf(KindRequest, "%s: want a JSON array of partials rows (the summed stats tables): %v", KeyGlobalStats, err)
+		}
+		req.global = run.GlobalPartials(rows)
+	}
 	if req.kind == Analyze {
 		req.config.Method = papo.MethodNone
 	}
@@ -177,7 +194,7 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 }
 
 // requestKeys are the metadata keys that a reply does not echo (the token above all).
-var requestKeys = []string{KeyRequest, KeyToken, KeyMethod, KeyConfig, KeyNaturalGradient, KeyResetState, KeyRollbackTo}
+var requestKeys = []string{KeyRequest, KeyToken, KeyMethod, KeyConfig, KeyNaturalGradient, KeyResetState, KeyRollbackTo, KeyGlobalStats}
 
 // replySchema is the output schema of a request's input schema, without the request keys.
 func replySchema(in *arrow.Schema) *arrow.Schema {

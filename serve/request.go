@@ -244,6 +244,10 @@ func (s *Server) rollback(req *request, md arrow.Metadata, o *outcome, log *slog
 // results have been written.
 func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q *replyQueue, o *outcome, log *slog.Logger) {
 	schema := replySchema(rd.Schema())
+	stats := req.kind == Stats
+	if stats {
+		schema = papoio.PartialsSchema() // the reply is the rank's partials table
+	}
 	w, err := papoio.NewWriter(q, "reply", papoio.FormatIPCStream, schema, s.cfg.Mem)
 	if err != nil {
 		o.err = &requestError{kind: KindInternal, err: err}
@@ -274,8 +278,13 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	}
 
 	var p *run.Pipeline
+	var sink *run.Output
 	if o.err == nil {
-		sink := run.NewOutput(w, schema, s.cfg.Mem, func(r *run.StepReport) error {
+		rows := w
+		if stats {
+			rows = nil // no per-token output; the table is written at the end
+		}
+		sink = run.NewOutput(rows, schema, s.cfg.Mem, func(r *run.StepReport) error {
 			o.steps = append(o.steps, r.Summary)
 			if rb := r.Reweight.Rollback; rb != nil {
 				o.rollbacks = append(o.rollbacks, rb.String())
@@ -284,7 +293,7 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 			return nil
 		})
 		p, err = run.New(run.Config{Name: "request", Engine: s.cfg.Engine, Params: params, Reweighter: rw,
-			RequireAdvantage: req.kind == Reweight, Mem: s.cfg.Mem}, sink)
+			RequireAdvantage: req.kind != Analyze, Mem: s.cfg.Mem, PartialsOnly: stats, Global: req.global}, sink)
 		if err != nil {
 			fail(&requestError{kind: KindRequest, err: err})
 		} else {
@@ -334,6 +343,15 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	if o.err == nil {
 		if err := p.Close(ctx); err != nil {
 			fail(s.pipelineError(ctx, q, err))
+		}
+	}
+	if stats && o.err == nil {
+		rec := papoio.PartialsRecord(s.cfg.Mem, sink.Partials())
+		err := w.Write(rec)
+		rec.Release()
+		if err != nil {
+			fail(&requestError{kind: KindClientGone, err: err})
+			return
 		}
 	}
 	if err := w.Close(); err != nil { // the end-of-stream marker

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -382,5 +384,75 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatsRequests: a stats request answers the rank's partials table; a reweight request
+// with those as papo.global_stats (one rank: its own are the global ones) gives the weights of a
+// plain reweight; a step missing from the table is an error.
+func TestStatsRequests(t *testing.T) {
+	_, sock := startServer(t, Config{StateDir: t.TempDir()})
+	c := dial(t, sock)
+	rep, err := c.do(input(t, 6, withMeta(KeyRequest, Stats)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, rep, "ok", "")
+	r, err := ipc.NewReader(bytes.NewReader(rep.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []papoio.StepPartials
+	for r.Next() {
+		rec := r.RecordBatch()
+		col := func(i int) arrow.Array { return rec.Column(i) }
+		for k := 0; k < int(rec.NumRows()); k++ {
+			rows = append(rows, papoio.StepPartials{Step: col(0).(*array.Int64).Value(k), EntropyTokens: col(1).(*array.Int64).Value(k),
+				EntropySum: col(2).(*array.Float64).Value(k), WeightedTokens: col(3).(*array.Int64).Value(k),
+				PolaritySum: col(4).(*array.Float64).Value(k), PolaritySum2: col(5).(*array.Float64).Value(k),
+				AbsAdvantage: col(6).(*array.Float64).Value(k), AbsAdvantageSign: col(7).(*array.Float64).Value(k)})
+		}
+	}
+	r.Release()
+	if len(rows) != 3 || rows[2].Step != 2 || rows[0].EntropyTokens == 0 {
+		t.Fatalf("stats reply: %+v", rows)
+	}
+	global, _ := json.Marshal(rows)
+	conf := `{"phase":{"mode":"target","target_entropy":3}}`
+	plain, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "plain", KeyConfig, conf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withGlobal, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global", KeyConfig, conf,
+		KeyGlobalStats, string(global))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, withGlobal, "ok", "")
+	// The data streams differ only in the run id of their metadata: compare the weights.
+	weights := func(data []byte) []float32 {
+		r, err := ipc.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Release()
+		var w []float32
+		for r.Next() {
+			rec := r.RecordBatch()
+			w = append(w, rec.Column(rec.Schema().FieldIndices(papoio.ColWeight)[0]).(*array.Float32).Float32Values()...)
+		}
+		return w
+	}
+	a, b := weights(plain.data), weights(withGlobal.data)
+	if len(a) != 60 || !slices.Equal(a, b) || slices.Equal(a, make([]float32, 60)) {
+		t.Fatalf("weights with the global table differ from a plain reweight (%d, %d)", len(a), len(b))
+	}
+	bad, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global2", KeyGlobalStats, `[{"step":0}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, bad, "error", string(KindInput))
+	if !strings.Contains(bad.status[KeyError], "step 1 is not in the global statistics") {
+		t.Fatalf("a step missing from the global table: %v", bad.status)
 	}
 }

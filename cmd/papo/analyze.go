@@ -150,12 +150,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		if err != nil {
 			return err
 		}
-		global = make(map[int64]papo.StepPartials, len(rows))
-		for _, g := range rows {
-			global[g.Step] = papo.StepPartials{Entropy: papo.EntropySum{Sum: g.EntropySum, Tokens: g.EntropyTokens},
-				Weighted: g.WeightedTokens, PolaritySum: g.PolaritySum, PolaritySum2: g.PolaritySum2,
-				AbsAdvantage: g.AbsAdvantage, AbsAdvantageSign: g.AbsAdvantageSign}
-		}
+		global = run.GlobalPartials(rows)
 	}
 	if state != "" {
 		opts = append(opts, papo.WithStateFile(state))
@@ -266,14 +261,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		}
 	}
 	if partials {
-		var rows []papoio.StepPartials
-		for _, r := range sink.Reports() {
-			g := r.Partials
-			rows = append(rows, papoio.StepPartials{Step: r.Summary.Step, EntropyTokens: g.Entropy.Tokens, EntropySum: g.Entropy.Sum,
-				WeightedTokens: g.Weighted, PolaritySum: g.PolaritySum, PolaritySum2: g.PolaritySum2,
-				AbsAdvantage: g.AbsAdvantage, AbsAdvantageSign: g.AbsAdvantageSign})
-		}
-		if err := stage(papoio.FinishPartials(*out, rows, mem)); err != nil {
+		if err := stage(papoio.FinishPartials(*out, sink.Partials(), mem)); err != nil {
 			return err
 		}
 	}
