@@ -33,7 +33,7 @@ interop-deps:
 	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null && \
 	npm ci --prefix examples/node --no-audit --no-fund >/dev/null; \
 	else echo "npm not found: the interop and serve tests will be skipped"; fi
-	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py examples/python/papo_stats.py examples/python/papo_ddp.py cmd/papo/testdata/torchstats.py; fi
+	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py examples/python/papo_stats.py examples/python/papo_ddp.py examples/python/papo_flight.py cmd/papo/testdata/torchstats.py; fi
 
 test: vet fmt-check interop-deps test-go test-race fuzz
 

@@ -49,7 +49,7 @@ func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log
 	in0 := in.n
 	q := newReplyQueue(s.cfg.MaxReplyBuffer)
 	go q.run(deadlineWriter{c: c, timeout: s.cfg.WriteTimeout})
-	o := s.handle(s.hard, br, q, log)
+	o := s.handle(s.hard, br, q, log, s.cfg.Token)
 	o.bytesIn = in.n - in0 // what the connection delivered meanwhile (read-ahead included)
 
 	// The status stream ends every reply.
@@ -62,6 +62,17 @@ func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log
 	}
 	elapsed := time.Since(start)
 
+	s.logRequest(log, o, written, elapsed)
+
+	keep := o.err == nil || (o.consumed && werr == nil && o.kind() != KindAuth && o.kind() != KindShutdown)
+	if !keep && werr == nil {
+		lingerClose(c, br)
+	}
+	return keep
+}
+
+// logRequest logs a request and counts it in the metrics.
+func (s *Server) logRequest(log *slog.Logger, o *outcome, written int64, elapsed time.Duration) {
 	kindName := Analyze
 	if o.req != nil {
 		kindName = o.req.kind
@@ -88,11 +99,6 @@ func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log
 	}
 	s.cfg.Metrics.request(kindName, status, o.kind(), o.err != nil, o.tokens, o.bytesIn, written, elapsed)
 
-	keep := o.err == nil || (o.consumed && werr == nil && o.kind() != KindAuth && o.kind() != KindShutdown)
-	if !keep && werr == nil {
-		lingerClose(c, br)
-	}
-	return keep
 }
 
 // lingerClose ends a connection whose request was not read to its end: the reply has been
@@ -110,7 +116,9 @@ func lingerClose(c *conn, br *bufio.Reader) {
 }
 
 // handle reads and answers the request's data stream; the status follows in serveRequest.
-func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, log *slog.Logger) (o *outcome) {
+//
+// token is the papo.token a request must carry ("" when the transport checked it already).
+func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, log *slog.Logger, token string) (o *outcome) {
 	o = &outcome{}
 	// br is the connection's own buffer (papoio.NewReader uses a *bufio.Reader of 64 KiB as it
 	// is): the reader stops at the end-of-stream marker, and the next request starts there.
@@ -122,7 +130,7 @@ func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, lo
 		return o
 	}
 	defer rd.Close()
-	req, err := parseRequest(rd.Schema().Metadata(), s.cfg.Reweight, s.cfg.Token)
+	req, err := parseRequest(rd.Schema().Metadata(), s.cfg.Reweight, token)
 	o.req = req
 	if err != nil {
 		o.err = err

@@ -456,3 +456,9 @@ func TestStatsRequests(t *testing.T) {
 		t.Fatalf("a step missing from the global table: %v", bad.status)
 	}
 }
+
+// testinputStream is one batch of rows × v float32 logits.
+func testinputStream(t *testing.T, rows, v int) ([]byte, error) {
+	t.Helper()
+	return testinput.Stream(testinput.Spec{V: v, Steps: testinput.StepRows(rows, 0), Batches: []int{rows}, Seed: 9})
+}

@@ -47,6 +47,7 @@ func runServe(env *environment, args []string) error {
 	history := fs.Int("state-history", papo.DefaultHistory, "steps each run state remembers, so that a re-sent step can roll the run back")
 	allowRemote := fs.Bool("allow-remote", false, "allow TCP addresses other than loopback (requires PAPO_TOKEN in the environment)")
 	maxBatch := fs.Int64("max-batch-bytes", 1<<30, "largest record batch body a request may send")
+	flightAddr := fs.String("flight", "", "also serve Arrow Flight DoExchange on this address (host:port, loopback unless --allow-remote; Bearer token)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (host:port, loopback unless --allow-remote)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -140,6 +141,17 @@ func runServe(env *environment, args []string) error {
 			a.Addr = l.Addr().String() // the port chosen for :0
 		}
 		where = append(where, a.String())
+	}
+	if *flightAddr != "" {
+		l, err := serve.Listen(serve.Address{Network: "tcp", Addr: *flightAddr}, *allowRemote)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("--flight: %w", err)
+		}
+		fsrv := srv.NewFlight(l)
+		go fsrv.Serve()
+		defer fsrv.Shutdown() // after srv.Shutdown: gRPC lets the calls in progress finish
+		where = append(where, "flight grpc://"+l.Addr().String())
 	}
 	var metricsServer *http.Server
 	if *metricsAddr != "" {

@@ -299,6 +299,23 @@ func TestServeToken(t *testing.T) {
 	if n := strings.Count(srv.stderr(), "request refused"); n != 2 {
 		t.Fatalf("%d refusals logged, want 2:\n%s", n, srv.stderr())
 	}
+	// --flight: Arrow Flight beside the sockets, on loopback, with the same token rule.
+	fl := startServe(t, []string{"PAPO_TOKEN=tok-123"}, "--listen", "tcp://127.0.0.1:0", "--flight", "127.0.0.1:0")
+	if len(fl.addrs) != 2 || !strings.HasPrefix(fl.addrs[1], "flight grpc://127.0.0.1:") {
+		t.Fatalf("start line addresses %v", fl.addrs)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(fl.addrs[1], "flight grpc://"))
+	if err != nil {
+		t.Fatalf("the Flight port: %v", err)
+	}
+	c.Close()
+	if code := fl.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, fl.stderr())
+	}
+	if code := execute([]string{"serve", "--listen", "stdio", "--flight", "0.0.0.0:0"}, nil, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "not a loopback address") {
+		t.Fatalf("--flight on a remote address without --allow-remote: exit %d, %q", code, errb.String())
+	}
 }
 
 // goRequest writes req to a new connection to addr in pieces (pause between them) and returns

@@ -1,0 +1,207 @@
+package serve
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Arrow Flight: DoExchange carries the same requests as a socket connection, one per call. The
+// request's FlightData are its IPC stream's messages; the reply's are the data stream's
+// messages. The outcome is the call's status: OK with the status keys as JSON in the trailer
+// "papo-status", or a gRPC error whose code follows the error kind (Unauthenticated for the
+// token, InvalidArgument for input and request errors, ...). The token comes as
+// "authorization: Bearer TOKEN" in the call's headers (pyarrow: FlightCallOptions(headers=...)).
+
+// FlightTrailer is the trailer key of a successful DoExchange's status (JSON object).
+const FlightTrailer = "papo-status"
+
+// NewFlight returns a Flight server for s on l; Serve it, and Shutdown it with s.
+func (s *Server) NewFlight(l net.Listener) flight.Server {
+	size := int(s.cfg.MaxBatchBytes) + 1<<20 // gRPC's default 4 MiB would refuse most batches
+	fs := flight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
+	fs.InitListener(l)
+	fs.RegisterFlightService(&flightService{s: s})
+	return fs
+}
+
+type flightService struct {
+	flight.BaseFlightServer
+	s *Server
+}
+
+func (f *flightService) DoExchange(stream flight.FlightService_DoExchangeServer) error {
+	s := f.s
+	start := time.Now()
+	log := s.log.With("client", "flight")
+	if s.cfg.Token != "" {
+		md, _ := metadata.FromIncomingContext(stream.Context())
+		got := ""
+		if v := md.Get("authorization"); len(v) > 0 {
+			got = strings.TrimPrefix(v[0], "Bearer ")
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+			log.Warn("request refused", "error_kind", string(KindAuth), "err", "missing or wrong Bearer token")
+			s.cfg.Metrics.request(Analyze, "error", KindAuth, true, 0, 0, 0, time.Since(start))
+			return status.Error(codes.Unauthenticated, "papo: missing or wrong token (send authorization: Bearer TOKEN)")
+		}
+	}
+	if !s.beginFlight() {
+		return status.Error(codes.Unavailable, "papo: the server is shutting down")
+	}
+	defer s.wg.Done()
+
+	// Request: FlightData → an IPC stream for the same reader as the sockets'.
+	pr, pw := io.Pipe()
+	var bytesIn int64
+	go func() { pw.CloseWithError(flightToIPC(stream, pw, &bytesIn)) }()
+	// Reply: the queue's IPC bytes → FlightData.
+	rr, rw := io.Pipe()
+	q := newReplyQueue(s.cfg.MaxReplyBuffer)
+	go q.run(rw)
+	trailer := make(chan map[string]string, 1)
+	sent := make(chan error, 1)
+	go func() { sent <- ipcToFlight(rr, stream, trailer) }()
+
+	o := s.handle(s.hard, bufio.NewReaderSize(pr, 1<<16), q, log, "")
+	pr.CloseWithError(errors.New("request done"))
+	if err := s.writeStatus(q, o); err != nil && o.err == nil {
+		o.err = &requestError{kind: KindClientGone, err: err}
+	}
+	written, werr := q.close()
+	rw.Close()
+	if err := <-sent; err != nil && o.err == nil {
+		o.err = &requestError{kind: KindClientGone, err: err}
+	} else if werr != nil && o.err == nil {
+		o.err = &requestError{kind: KindClientGone, err: werr}
+	}
+	o.bytesIn = bytesIn
+	s.logRequest(log, o, written, time.Since(start))
+	if o.err != nil {
+		return status.Error(grpcCode(o.kind()), o.err.Error())
+	}
+	st := <-trailer
+	js, _ := json.Marshal(st)
+	stream.SetTrailer(metadata.Pairs(FlightTrailer, string(js)))
+	return nil
+}
+
+// beginFlight counts a Flight call as a connection in progress (Shutdown waits for it).
+func (s *Server) beginFlight() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func grpcCode(k ErrorKind) codes.Code {
+	switch k {
+	case KindAuth:
+		return codes.Unauthenticated
+	case KindInput, KindRequest:
+		return codes.InvalidArgument
+	case KindTooLarge:
+		return codes.ResourceExhausted
+	case KindState:
+		return codes.FailedPrecondition
+	case KindBusy:
+		return codes.Aborted
+	case KindShutdown:
+		return codes.Unavailable
+	case KindClientGone:
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// flightToIPC writes the call's FlightData as an IPC stream: each message framed with the
+// continuation marker and its padded metadata length, and the end-of-stream marker when the
+// client has sent everything.
+func flightToIPC(stream flight.FlightService_DoExchangeServer, w io.Writer, n *int64) error {
+	var pad [8]byte
+	for {
+		fd, err := stream.Recv()
+		if err == io.EOF {
+			_, err := w.Write([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if len(fd.DataHeader) == 0 {
+			continue // app_metadata only
+		}
+		meta := len(fd.DataHeader)
+		padded := (meta + 7) &^ 7
+		var prefix [8]byte
+		binary.LittleEndian.PutUint32(prefix[:4], 0xffffffff)
+		binary.LittleEndian.PutUint32(prefix[4:], uint32(padded))
+		for _, b := range [][]byte{prefix[:], fd.DataHeader, pad[:padded-meta], fd.DataBody} {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		*n += int64(8 + padded + len(fd.DataBody))
+	}
+}
+
+// ipcToFlight sends the reply's data stream as FlightData and reads the status stream's
+// metadata into trailer.
+func ipcToFlight(r io.Reader, stream flight.FlightService_DoExchangeServer, trailer chan<- map[string]string) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var sendErr error
+	for {
+		var prefix [8]byte
+		if _, err := io.ReadFull(br, prefix[:]); err != nil {
+			io.Copy(io.Discard, br)
+			return err
+		}
+		metaLen := int(binary.LittleEndian.Uint32(prefix[4:]))
+		if metaLen == 0 {
+			break // the data stream's end
+		}
+		meta := make([]byte, metaLen)
+		if _, err := io.ReadFull(br, meta); err != nil {
+			return err
+		}
+		m := ipc.NewMessage(memory.NewBufferBytes(meta), memory.NewBufferBytes(nil))
+		body := make([]byte, m.BodyLen())
+		m.Release()
+		if _, err := io.ReadFull(br, body); err != nil {
+			return err
+		}
+		if sendErr == nil {
+			sendErr = stream.Send(&flight.FlightData{DataHeader: meta, DataBody: body})
+		}
+	}
+	st := map[string]string{}
+	if sr, err := ipc.NewReader(br); err == nil {
+		for sr.Next() {
+		}
+		md := sr.Schema().Metadata()
+		for i, k := range md.Keys() {
+			st[k] = md.Values()[i]
+		}
+		sr.Release()
+	}
+	io.Copy(io.Discard, br)
+	trailer <- st
+	return sendErr
+}
