@@ -20,8 +20,8 @@ import (
 	papoio "github.com/entropy-polarity/papo/io"
 )
 
-// splitRanks writes the input as two data-parallel ranks: each step's rows, first half to rank
-// 0 and second half to rank 1 (within every record batch).
+// splitRanks writes the input as two data-parallel ranks, each holding half of every step's
+// GRPO groups: the rows of a group go to rank group_id % 2.
 func splitRanks(t *testing.T, data []byte, paths [2]string) {
 	t.Helper()
 	r, err := ipc.NewReader(bytes.NewReader(data))
@@ -33,14 +33,14 @@ func splitRanks(t *testing.T, data []byte, paths [2]string) {
 	for r.Next() {
 		rec := r.RecordBatch()
 		steps := rec.Column(rec.Schema().FieldIndices(papoio.ColStep)[0]).(*array.Int64).Int64Values()
+		groups := rec.Column(rec.Schema().FieldIndices(papoio.ColGroupID)[0]).(*array.Int64).Int64Values()
 		for lo := 0; lo < len(steps); {
 			hi := lo + 1
-			for hi < len(steps) && steps[hi] == steps[lo] {
+			for hi < len(steps) && steps[hi] == steps[lo] && groups[hi] == groups[lo] {
 				hi++
 			}
-			mid := (lo + hi) / 2
-			parts[0] = append(parts[0], rec.NewSlice(int64(lo), int64(mid)))
-			parts[1] = append(parts[1], rec.NewSlice(int64(mid), int64(hi)))
+			k := groups[lo] % 2
+			parts[k] = append(parts[k], rec.NewSlice(int64(lo), int64(hi)))
 			lo = hi
 		}
 	}
@@ -85,7 +85,8 @@ func byRow(t *testing.T, paths ...string) map[int64][2]float64 {
 // tanh weights cannot be had in one round and are refused with a message.
 func TestDataParallelExact(t *testing.T) {
 	dir := t.TempDir()
-	data, err := testinput.Stream(testinput.Spec{V: 900, Steps: testinput.StepRows(41, 0, 1, 2, 3, 4), Seed: 12})
+	// 5 steps of 64 rows, GRPO groups of 32 rows: each rank gets one group of every step.
+	data, err := testinput.Stream(testinput.Spec{V: 900, Steps: testinput.StepRows(64, 0, 1, 2, 3, 4), Seed: 12})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +96,13 @@ func TestDataParallelExact(t *testing.T) {
 	}
 	ranks := [2]string{filepath.Join(dir, "rank0.arrows"), filepath.Join(dir, "rank1.arrows")}
 	splitRanks(t, data, ranks)
-	target := []string{"--phase-mode", "target", "--target-entropy", "4", "--device", "cpu", "--quiet"}
+	cpu := []string{"--device", "cpu", "--quiet"}
+	target := append([]string{"--phase-mode", "target", "--target-entropy", "4"}, cpu...)
 	for _, tc := range []struct {
 		name  string
 		flags []string
 	}{
+		{"default schedule", append([]string{"--phase-window", "2"}, cpu...)},
 		{"papo sign", nil},
 		{"papo tanh", []string{"--weight-fn", "tanh"}},
 		{"papo sign renormalized", []string{"--renormalize"}},
@@ -107,6 +110,9 @@ func TestDataParallelExact(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flags := append(append([]string(nil), target...), tc.flags...)
+			if tc.name == "default schedule" {
+				flags = tc.flags
+			}
 			ref := filepath.Join(dir, "ref.arrows")
 			mustRun(t, append([]string{"reweight", full, "-o", ref}, flags...)...)
 			var sum []papoio.StepPartials
@@ -147,7 +153,7 @@ func TestDataParallelExact(t *testing.T) {
 				outs = append(outs, out)
 			}
 			want, got := byRow(t, ref), byRow(t, outs...)
-			if len(got) != len(want) || len(want) != 205 {
+			if len(got) != len(want) || len(want) != 320 {
 				t.Fatalf("%d rows from the ranks, %d from one process", len(got), len(want))
 			}
 			changed := 0
