@@ -22,6 +22,7 @@ func runBench(env *environment, args []string) error {
 	threads := fs.Int("threads", 0, "CPU engine threads (0: all cores)")
 	reps := fs.Int("reps", 3, "timed passes per case (the best is kept)")
 	bwMiB := fs.Int("bandwidth-mib", 1024, "buffer size for the read-bandwidth measurement")
+	rowStats := fs.Bool("row-stats", false, "time a row-statistics request against a logits request of the same tokens, end to end over a papo serve socket")
 	positional, err := parseFlags(fs, args, env.stderr)
 	if err != nil {
 		return err
@@ -45,6 +46,9 @@ func runBench(env *environment, args []string) error {
 		return err
 	}
 	defer engine.Close()
+	if *rowStats {
+		return benchRowStats(env, engine, *v, *rows, *reps)
+	}
 
 	n := *threads
 	if n <= 0 {
