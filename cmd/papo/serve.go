@@ -104,6 +104,15 @@ func runServe(env *environment, args []string) error {
 	}
 	log := slog.New(handler)
 
+	// Signals are caught from here on: a SIGTERM that comes as soon as the start line is out
+	// must drain, not kill.
+	sigs := env.signals
+	if sigs == nil {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(ch)
+		sigs = ch
+	}
 	engine, err := selectEngine(env, *device, *threads, append([]string{"serve"}, args...))
 	if err != nil {
 		return err
@@ -191,13 +200,6 @@ func runServe(env *environment, args []string) error {
 		}()
 	}
 
-	sigs := env.signals
-	if sigs == nil {
-		ch := make(chan os.Signal, 2)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(ch)
-		sigs = ch
-	}
 	var serveErr error
 	select {
 	case sig := <-sigs:
