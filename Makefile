@@ -7,7 +7,7 @@ FUZZTIME ?= 60s
 # the experiment is off (`make build SIMD=`) or the processor is not amd64.
 SIMD    ?= simd
 
-.PHONY: all build cuda demo test test-go test-race fuzz bench vet fmt-check interop-deps kernels check-kernels clean
+.PHONY: all build cuda demo test test-go test-race fuzz bench roofline vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
@@ -59,6 +59,10 @@ vet:
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The C roofline of the engine's four sums (AVX2+FMA, AVX-512F; gcc -O3).
+roofline:
+	bash bench/roofline.sh
 
 bench: build
 	GOEXPERIMENT=$(SIMD) $(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
