@@ -149,24 +149,30 @@ func TestSumsAgainstReference(t *testing.T) {
 func TestPeakedRowIsHard(t *testing.T) {
 	rng := testSeed(t)
 	u := make([]float64, 151936)
-	rows64[1].fill(rng, u)
-	ref := ReferenceRow(u, 0)
-	if !(ref.H > 1e-11 && ref.H < 1e-7) {
-		t.Fatalf("peaked row: H = %g, want ~1e-9", ref.H)
-	}
-	L := logSumExpTextbook(u)
-	var textbook float64
-	for _, x := range u {
-		lp := x - L
-		textbook -= math.Exp(lp) * lp
-	}
-	if rel := math.Abs(textbook-ref.H) / ref.H; rel < 1e-5 {
-		t.Errorf("textbook entropy is off by only %.2g relative: the row is not hard", rel)
-	} else {
+	// The textbook form's error on one draw depends on rounding luck (5.6e-6 relative once, in a
+	// CI rehearsal): the worst of four draws shows the row kind is hard.
+	worst := 0.0
+	for range 4 {
+		rows64[1].fill(rng, u)
+		ref := ReferenceRow(u, 0)
+		if !(ref.H > 1e-11 && ref.H < 1e-7) {
+			t.Fatalf("peaked row: H = %g, want ~1e-9", ref.H)
+		}
+		L := logSumExpTextbook(u)
+		var textbook float64
+		for _, x := range u {
+			lp := x - L
+			textbook -= math.Exp(lp) * lp
+		}
+		rel := math.Abs(textbook-ref.H) / ref.H
+		worst = math.Max(worst, rel)
 		t.Logf("peaked row: H = %.6g; textbook −Σπ log π off by %.2g relative; one-pass log1p form by %.2g",
 			ref.H, rel, math.Abs(sumsOf(u).Finalize().H-ref.H)/ref.H)
+		checkStats(t, "peaked", sumsOf(u).Finalize(), u, ref, 0)
 	}
-	checkStats(t, "peaked", sumsOf(u).Finalize(), u, ref, 0)
+	if worst < 1e-5 {
+		t.Errorf("textbook entropy is off by only %.2g relative at worst over four draws: the row is not hard", worst)
+	}
 }
 
 func logSumExpTextbook(u []float64) float64 {
