@@ -381,22 +381,25 @@ func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.R
 	return array.NewRecord(schema, arrs, int64(n)), nil
 }
 
+// tableColumn is one column of a table of row structs: get(row) for every row.
+func tableColumn[R any, T fixedWidth](mem memory.Allocator, dt arrow.DataType, rows []R, get func(*R) T) arrow.Array {
+	v := make([]T, len(rows))
+	for i := range rows {
+		v[i] = get(&rows[i])
+	}
+	return newPrimitive(mem, dt, v, nil)
+}
+
 // SummaryRecord builds the per-step summary table (SummarySchema); the caller releases it.
 func SummaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
-	n := len(rows)
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
 	i64 := func(get func(*StepSummary) int64) arrow.Array {
-		v := make([]int64, n)
-		for i := range rows {
-			v[i] = get(&rows[i])
-		}
-		return newPrimitive(mem, arrow.PrimitiveTypes.Int64, v, nil)
+		return tableColumn(mem, arrow.PrimitiveTypes.Int64, rows, get)
 	}
 	f64 := func(get func(*StepSummary) float64) arrow.Array {
-		v := make([]float64, n)
-		for i := range rows {
-			v[i] = get(&rows[i])
-		}
-		return newPrimitive(mem, arrow.PrimitiveTypes.Float64, v, nil)
+		return tableColumn(mem, arrow.PrimitiveTypes.Float64, rows, get)
 	}
 	arrs := []arrow.Array{
 		i64(func(s *StepSummary) int64 { return s.Step }),
@@ -414,7 +417,7 @@ func SummaryRecord(mem memory.Allocator, rows []StepSummary) arrow.Record {
 		f64(func(s *StepSummary) float64 { return s.WeightMax }),
 	}
 	defer releaseAll(arrs)
-	return array.NewRecord(summarySchema, arrs, int64(n))
+	return array.NewRecord(summarySchema, arrs, int64(len(rows)))
 }
 
 // RowStatsSchema is the schema of `papo analyze --row-stats`: the input's columns except
@@ -458,7 +461,7 @@ func BuildRowStats(mem memory.Allocator, schema *arrow.Schema, passthrough arrow
 		c.Retain()
 		arrs = append(arrs, c)
 	}
-	for k, col := range [][]float64{st.Max, st.SumExpRest, st.SumExpV, st.SumExp2, st.SumExp2V, st.Sampled} {
+	for k, col := range st.Cols() {
 		if len(col) != n {
 			for _, a := range arrs {
 				a.Release()

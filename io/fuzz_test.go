@@ -91,7 +91,7 @@ func checkInvariants(t *testing.T, r *Reader, b *Batch) {
 	n := in.Rows()
 	v := in.Logits.V
 	if st := in.Stats; st != nil {
-		for _, c := range [][]float64{st.Max, st.SumExpRest, st.SumExpV, st.SumExp2, st.SumExp2V, st.Sampled} {
+		for _, c := range st.Cols() {
 			if len(c) != n || n <= 0 || v != 0 || !r.Meta().RowStats {
 				t.Fatalf("batch %d: %d rows, a statistics column of %d, V %d", b.Index, n, len(c), v)
 			}

@@ -60,20 +60,10 @@ func PartialsRecord(mem memory.Allocator, rows []StepPartials) arrow.Record {
 		mem = memory.DefaultAllocator
 	}
 	i64 := func(get func(*StepPartials) int64) arrow.Array {
-		b := array.NewInt64Builder(mem)
-		defer b.Release()
-		for k := range rows {
-			b.Append(get(&rows[k]))
-		}
-		return b.NewArray()
+		return tableColumn(mem, arrow.PrimitiveTypes.Int64, rows, get)
 	}
 	f64 := func(get func(*StepPartials) float64) arrow.Array {
-		b := array.NewFloat64Builder(mem)
-		defer b.Release()
-		for k := range rows {
-			b.Append(get(&rows[k]))
-		}
-		return b.NewArray()
+		return tableColumn(mem, arrow.PrimitiveTypes.Float64, rows, get)
 	}
 	cols := []arrow.Array{
 		i64(func(s *StepPartials) int64 { return s.Step }),
@@ -85,27 +75,14 @@ func PartialsRecord(mem memory.Allocator, rows []StepPartials) arrow.Record {
 		f64(func(s *StepPartials) float64 { return s.AbsAdvantage }),
 		f64(func(s *StepPartials) float64 { return s.AbsAdvantageSign }),
 	}
-	rec := array.NewRecord(partialsSchema, cols, int64(len(rows)))
-	for _, c := range cols {
-		c.Release()
-	}
-	return rec
+	defer releaseAll(cols)
+	return array.NewRecord(partialsSchema, cols, int64(len(rows)))
 }
 
 // FinishPartials writes the partials table to path (any output format), uncommitted like
 // FinishSummary.
 func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*atomicfile.File, error) {
-	rec := PartialsRecord(mem, rows)
-	defer rec.Release()
-	w, err := Create(path, partialsSchema, mem)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Abort()
-	if err := w.Write(rec); err != nil {
-		return nil, err
-	}
-	return w.Finish()
+	return finishTable(path, PartialsRecord(mem, rows), mem)
 }
 
 // ReadPartials reads a partials table (Arrow IPC file or stream, Parquet, CSV or JSONL, as

@@ -595,7 +595,7 @@ func (r *Reader) makeBatch(rec arrow.Record, idx int) (*Batch, error) {
 // error naming the row. Their values are checked by polarity.ComputeStats.
 func (r *Reader) statsColumns(rec arrow.Record, b *Batch, rowErr func(string, int, string, ...any) error) error {
 	n := int(rec.NumRows())
-	cols := make([][]float64, len(r.lay.stats))
+	var cols [6][]float64
 	for k, idx := range r.lay.stats {
 		col, name := rec.Column(idx), StatsColumnNames[k]
 		if col.NullN() != 0 {
@@ -615,8 +615,7 @@ func (r *Reader) statsColumns(rec arrow.Record, b *Batch, rowErr func(string, in
 			}
 		}
 	}
-	b.Input.Stats = &polarity.StatsColumns{Max: cols[0], SumExpRest: cols[1], SumExpV: cols[2], SumExp2: cols[3],
-		SumExp2V: cols[4], Sampled: cols[5]}
+	b.Input.Stats = polarity.NewStatsColumns(cols)
 	return nil
 }
 
@@ -697,10 +696,14 @@ func (r *Reader) rowLengths(n int, off func(int) int64, rowErr func(string, int,
 
 func (r *Reader) tokenIDs(col arrow.Array, v int, in *polarity.Batch, rowErr func(string, int, string, ...any) error) error {
 	n := col.Len()
+	want := fmt.Sprintf("[0, %d)", v)
+	if v == 0 { // row statistics: V is not known
+		want = "[0, 2^31)"
+	}
 	if col.NullN() != 0 {
 		for i := 0; i < n; i++ {
 			if col.IsNull(i) {
-				return rowErr(ColTokenID, i, "token_id is null; want the sampled token in [0, %d)", v)
+				return rowErr(ColTokenID, i, "token_id is null; want the sampled token in %s", want)
 			}
 		}
 	}
@@ -709,7 +712,7 @@ func (r *Reader) tokenIDs(col arrow.Array, v int, in *polarity.Batch, rowErr fun
 		ids := a.Int32Values()
 		for i, id := range ids {
 			if id < 0 || (v > 0 && int(id) >= v) {
-				return rowErr(ColTokenID, i, "token_id %d is outside [0, %d)", id, v)
+				return rowErr(ColTokenID, i, "token_id %d is outside %s", id, want)
 			}
 		}
 		in.TokenID = ids
@@ -717,7 +720,7 @@ func (r *Reader) tokenIDs(col arrow.Array, v int, in *polarity.Batch, rowErr fun
 		ids := make([]int32, n)
 		for i, id := range a.Int64Values() {
 			if id < 0 || id > math.MaxInt32 || (v > 0 && id >= int64(v)) {
-				return rowErr(ColTokenID, i, "token_id %d is outside [0, %d)", id, v)
+				return rowErr(ColTokenID, i, "token_id %d is outside %s", id, want)
 			}
 			ids[i] = int32(id)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	stdcsv "encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,10 +116,13 @@ func (r *Reader) openTable(f *os.File, format Format) error {
 		if err != nil && (err != io.EOF || line == "") {
 			return fmt.Errorf("reading the CSV header: %w", unexpected(err))
 		}
-		header := strings.Split(strings.TrimRight(line, "\r\n"), ",")
+		header, err := stdcsv.NewReader(strings.NewReader(line)).Read()
+		if err != nil {
+			return fmt.Errorf("reading the CSV header: %w", err)
+		}
 		fields := make([]arrow.Field, len(header))
 		for i, h := range header {
-			h = strings.Trim(strings.TrimSpace(h), `"`)
+			h = strings.TrimSpace(h)
 			dt, ok := namedType(h)
 			if !ok {
 				dt = arrow.BinaryTypes.String

@@ -282,12 +282,14 @@ func WriteSummary(path string, rows []StepSummary, mem memory.Allocator) error {
 // FinishSummary writes the per-step summary table to path like WriteSummary but, as
 // Writer.Finish, leaves the file uncommitted for the caller (nil for "-").
 func FinishSummary(path string, rows []StepSummary, mem memory.Allocator) (*atomicfile.File, error) {
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
-	rec := SummaryRecord(mem, rows)
+	return finishTable(path, SummaryRecord(mem, rows), mem)
+}
+
+// finishTable writes one record as a whole file at path (any output format), uncommitted; it
+// releases rec.
+func finishTable(path string, rec arrow.Record, mem memory.Allocator) (*atomicfile.File, error) {
 	defer rec.Release()
-	w, err := Create(path, summarySchema, mem)
+	w, err := Create(path, rec.Schema(), mem)
 	if err != nil {
 		return nil, err
 	}

@@ -24,10 +24,9 @@ func ComputeStats(ctx context.Context, b *Batch, p Params, out *Result) error {
 		return fmt.Errorf("polarity: ComputeStats on a batch without row statistics")
 	}
 	n := b.Rows()
-	for name, col := range map[string][]float64{"logit_max": st.Max, "sum_exp_rest": st.SumExpRest, "sum_exp_v": st.SumExpV,
-		"sum_exp2": st.SumExp2, "sum_exp2_v": st.SumExp2V, "sampled_logit": st.Sampled} {
+	for k, col := range st.Cols() {
 		if len(col) != n {
-			return fmt.Errorf("polarity: row statistics %s has %d values for %d rows", name, len(col), n)
+			return fmt.Errorf("polarity: row statistics column %d has %d values for %d rows", k, len(col), n)
 		}
 	}
 	out.Resize(n)
@@ -52,9 +51,50 @@ type StatsEngine interface {
 	ComputeWithStats(ctx context.Context, b *Batch, p Params, out *Result, st *StatsColumns) error
 }
 
+// fields are the six columns in order (m, s0 − 1, s1, s2, s3, u_a): the one list of them.
+func (s *StatsColumns) fields() [6]*[]float64 {
+	return [6]*[]float64{&s.Max, &s.SumExpRest, &s.SumExpV, &s.SumExp2, &s.SumExp2V, &s.Sampled}
+}
+
+// Cols are the six columns in order: logit_max, sum_exp_rest, sum_exp_v, sum_exp2, sum_exp2_v,
+// sampled_logit.
+func (s *StatsColumns) Cols() [6][]float64 {
+	var c [6][]float64
+	for k, f := range s.fields() {
+		c[k] = *f
+	}
+	return c
+}
+
+// NewStatsColumns views six columns in Cols order.
+func NewStatsColumns(c [6][]float64) *StatsColumns {
+	s := &StatsColumns{}
+	for k, f := range s.fields() {
+		*f = c[k]
+	}
+	return s
+}
+
+// Slice copies rows [lo, hi).
+func (s *StatsColumns) Slice(lo, hi int) *StatsColumns {
+	var c [6][]float64
+	for k, col := range s.Cols() {
+		c[k] = append([]float64(nil), col[lo:hi]...)
+	}
+	return NewStatsColumns(c)
+}
+
+// Append adds o's rows.
+func (s *StatsColumns) Append(o *StatsColumns) {
+	oc := o.Cols()
+	for k, f := range s.fields() {
+		*f = append(*f, oc[k]...)
+	}
+}
+
 // Resize makes every column n long, reusing storage.
 func (s *StatsColumns) Resize(n int) {
-	for _, c := range []*[]float64{&s.Max, &s.SumExpRest, &s.SumExpV, &s.SumExp2, &s.SumExp2V, &s.Sampled} {
+	for _, c := range s.fields() {
 		if cap(*c) < n {
 			*c = make([]float64, n)
 		}

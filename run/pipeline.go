@@ -225,15 +225,7 @@ func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, lo, hi int) chunk 
 		c.batch.Mask = append([]bool(nil), b.Mask[lo:hi]...)
 	}
 	if p.cfg.RowStats {
-		st := &p.st
-		c.stats = &polarity.StatsColumns{
-			Max:        append([]float64(nil), st.Max[lo:hi]...),
-			SumExpRest: append([]float64(nil), st.SumExpRest[lo:hi]...),
-			SumExpV:    append([]float64(nil), st.SumExpV[lo:hi]...),
-			SumExp2:    append([]float64(nil), st.SumExp2[lo:hi]...),
-			SumExp2V:   append([]float64(nil), st.SumExp2V[lo:hi]...),
-			Sampled:    append([]float64(nil), st.Sampled[lo:hi]...),
-		}
+		c.stats = p.st.Slice(lo, hi)
 	}
 	r := &p.res
 	c.res = polarity.Result{

@@ -369,13 +369,7 @@ func (r *statsRecorder) Rows(rows *Rows) error {
 	if rows.Stats == nil {
 		return errors.New("no row statistics")
 	}
-	s := rows.Stats
-	r.stats.Max = append(r.stats.Max, s.Max...)
-	r.stats.SumExpRest = append(r.stats.SumExpRest, s.SumExpRest...)
-	r.stats.SumExpV = append(r.stats.SumExpV, s.SumExpV...)
-	r.stats.SumExp2 = append(r.stats.SumExp2, s.SumExp2...)
-	r.stats.SumExp2V = append(r.stats.SumExp2V, s.SumExp2V...)
-	r.stats.Sampled = append(r.stats.Sampled, s.Sampled...)
+	r.stats.Append(rows.Stats)
 	return r.recorder.Rows(rows)
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -410,14 +411,7 @@ func (s *Server) statusSchema(o *outcome) *arrow.Schema {
 		kv[KeyError] = o.err.Error()
 	}
 	if len(o.rollbacks) > 0 {
-		msg := ""
-		for i, r := range o.rollbacks {
-			if i > 0 {
-				msg += "; "
-			}
-			msg += r
-		}
-		kv[KeyRollback] = msg
+		kv[KeyRollback] = strings.Join(o.rollbacks, "; ")
 	}
 	md := arrow.MetadataFrom(kv)
 	return arrow.NewSchema(papoio.SummarySchema().Fields(), &md)

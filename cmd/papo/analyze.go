@@ -189,8 +189,9 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		defer w.Abort() // no-op after Finish: a failed run leaves no partial output
 	}
 	var statsW *papoio.Writer
+	statsSchema := papoio.RowStatsSchema(r.Schema(), params.Temperature)
 	if *rowStatsPath != "" {
-		if statsW, err = papoio.Create(*rowStatsPath, papoio.RowStatsSchema(r.Schema(), params.Temperature), mem); err != nil {
+		if statsW, err = papoio.Create(*rowStatsPath, statsSchema, mem); err != nil {
 			return err
 		}
 		defer statsW.Abort()
@@ -202,7 +203,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		return nil
 	})
 	if statsW != nil {
-		sink.WithRowStats(statsW, papoio.RowStatsSchema(r.Schema(), params.Temperature))
+		sink.WithRowStats(statsW, statsSchema)
 	}
 	p, err := run.New(run.Config{Name: displayName(in), Engine: engine, Params: params, Reweighter: rw,
 		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil, PartialsOnly: partials, Global: global}, sink)
