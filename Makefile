@@ -3,20 +3,17 @@ GO      ?= go
 BIN     := bin
 DEMO    := demo
 FUZZTIME ?= 60s
-# Go 1.26's simd/archsimd (AVX2) hot loop for the CPU engine; the pure-Go loop is used where
-# the experiment is off (`make build SIMD=`) or the processor is not amd64.
-SIMD    ?= simd
 
 .PHONY: all build cuda demo test test-go test-race fuzz bench roofline vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
 build:
-	GOEXPERIMENT=$(SIMD) $(GO) build -o $(BIN)/papo ./cmd/papo
+	$(GO) build -o $(BIN)/papo ./cmd/papo
 
 # papo-cuda: the same program with the CUDA engine (needs cuda.h and libcuda; see README).
 cuda:
-	GOEXPERIMENT=$(SIMD) $(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
+	$(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
 
 # Four steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted.
 demo: build
@@ -37,10 +34,12 @@ interop-deps:
 
 test: vet fmt-check interop-deps test-go test-race fuzz
 
-# Both CPU hot loops: the portable one and the archsimd one.
+# Every package with the assembly kernels (chosen at run time; the polarity tests also force
+# each kernel the processor runs), then the CPU engine's packages built with `noasm` (pure Go
+# only, as on other architectures).
 test-go:
 	$(GO) test -count=1 ./...
-	GOEXPERIMENT=simd $(GO) test -count=1 ./polarity/... ./cmd/... ./bench/...
+	$(GO) test -count=1 -tags noasm ./polarity/... ./run/...
 
 # The race detector on the packages with goroutines: the CPU engine's workers, the CUDA
 # pipeline and its fallback, the run pipeline, the state's lock and journal, the CLI's signal
@@ -65,7 +64,7 @@ roofline:
 	bash bench/roofline.sh
 
 bench: build
-	GOEXPERIMENT=$(SIMD) $(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
+	$(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
 	$(BIN)/papo bench --device cpu
 
 kernels:

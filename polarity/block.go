@@ -2,10 +2,11 @@ package polarity
 
 import "math"
 
-// blockLen is the number of logits the CPU engine hands to accumulateBlock at a time: 2 KiB of
-// float32, so that the block's second read (the accumulation after the max) hits L1, and the
-// per-block float64 merge (one math.Exp) is amortised over 512 elements.
-const blockLen = 512
+// blockLen is the number of logits the CPU engine hands to a kernel at a time: 16 KiB of
+// float32, so that the block's second read (the accumulation after the max) hits L1, the
+// per-block float64 merge (one math.Exp) and the call are amortised over 4,096 elements, and one
+// assembly call (which Go cannot preempt) stays near a microsecond.
+const blockLen = 4096
 
 // blockSums is the docs/MATH.md §3 state of one block of raw logits x, relative to the block's own
 // maximum. See accumulateBlock.
@@ -20,11 +21,11 @@ type blockSums struct {
 // accumulateBlockGeneric is the pure-Go implementation of accumulateBlock, the CPU engine's
 // hot loop, and the reference any other implementation is tested against (TestBlockVariant).
 //
-// The contract of accumulateBlock(x, invTau), for every implementation: it computes the docs/MATH.md
-// §3 sums of one block of raw logits x (1 ≤ len(x), normally blockLen) at invTau = 1/τ. A SIMD
-// or assembly variant lives in a file built with `goexperiment.simd && amd64` (block_generic.go
-// has the opposite constraint), defines accumulateBlock and haveBlockVariant = true, and falls
-// back to accumulateBlockGeneric where the CPU lacks its instructions.
+// The contract of accumulateBlock(x, invTau), for every Kernel: it computes the docs/MATH.md §3
+// sums of one block of raw logits x (1 ≤ len(x), normally blockLen) at invTau = 1/τ. The
+// assembly kernels (kernel_amd64.go/.s, built unless the noasm tag is set) are chosen at run
+// time by the processor's features (kernel.go); tests run every kernel the processor has
+// against this one.
 //
 //   - Max is the block maximum of x. A NaN or +Inf in x must show in the result: Max is NaN or
 //     +Inf, or Rest is NaN (the caller then finds the element and reports it). If every element
@@ -48,9 +49,8 @@ type blockSums struct {
 // The caller merges the block state into the row's float64 Sums (M = Max/τ in float64).
 //
 // Speed (2-core CI machine, one core): this pure-Go version ~0.17 G logits/s (0.7 GB/s of
-// float32), a tenth of the ~7.7 GB/s a core reads: its exponential costs ~15–20 cycles per
-// element (several interleaved accumulator sets spill registers and measured slower). The
-// AVX2 variant in block_simd_amd64.go (GOEXPERIMENT=simd builds) runs ~2.7× faster.
+// float32): its exponential costs ~15–20 cycles per element (several interleaved accumulator
+// sets spill registers and measured slower). The AVX2 kernel is ~6.5× faster (bench/RESULTS.md).
 func accumulateBlockGeneric(x []float32, invTau float64) blockSums {
 	if len(x) == 0 {
 		panic("polarity: accumulateBlock of an empty block")

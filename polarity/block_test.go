@@ -75,13 +75,17 @@ func TestBlockExponential(t *testing.T) {
 	}
 	t.Logf("largest relative error: e^v %.2f·2^-24, e^2v %.2f·2^-24", worst/ulp32, worst2/ulp32)
 
-	// A SIMD variant's exponential, through blocks {0, v1, …, v7}: Rest = Σ e^{v_i} and
+	// Each assembly kernel's exponential, through blocks {0, v1, …, v7}: Rest = Σ e^{v_i} and
 	// S3 = Σ e^{2v_i}·v_i, sums of same-sign terms (S2 would hide Σ e^{2v_i} behind the max's 1),
-	// so within the same 3 and 7·2^-24.
-	if !haveBlockVariant {
-		return
+	// so within the same 3 and 7·2^-24 (one term a lane: no float32 lane sum rounds).
+	for _, k := range Kernels()[1:] {
+		t.Run(k.String(), func(t *testing.T) { testKernelExponential(t, rng, k) })
 	}
-	worst, worst2 = 0, 0
+}
+
+func testKernelExponential(t *testing.T, rng *rand.Rand, k Kernel) {
+	accumulate := newBlockKernel(k, 1).accumulate
+	worst, worst2 := 0.0, 0.0
 	x := make([]float32, 8)
 	for range 200_000 {
 		var want, want3 float64
@@ -93,7 +97,7 @@ func TestBlockExponential(t *testing.T) {
 				want3 += math.Exp(2*v) * v
 			}
 		}
-		bs := accumulateBlock(x, 1)
+		bs := accumulate(x)
 		rel, rel3 := math.Abs(bs.Rest-want)/want, math.Abs(bs.S3-want3)/math.Abs(want3)
 		// Terms below the cutoff (e^{v} < 2^-124, e^{2v}·|v| < 44·2^-124) may be dropped.
 		if math.Abs(bs.Rest-want) > 3*ulp32*want+7*0x1p-124 || math.Abs(bs.S3-want3) > 7*ulp32*math.Abs(want3)+7*44*0x1p-124 {
@@ -106,7 +110,7 @@ func TestBlockExponential(t *testing.T) {
 			worst2 = math.Max(worst2, rel3)
 		}
 	}
-	t.Logf("variant: largest relative error: Σe^v %.2f·2^-24, Σe^2v·v %.2f·2^-24", worst/ulp32, worst2/ulp32)
+	t.Logf("%v: largest relative error: Σe^v %.2f·2^-24, Σe^2v·v %.2f·2^-24", k, worst/ulp32, worst2/ulp32)
 }
 
 // blockCase is a named generator of raw logits for block tests.
@@ -163,7 +167,7 @@ func TestBlockAgainstFloat64(t *testing.T) {
 		for _, c := range blockCases {
 			for _, tau := range []float64{1, 0.7, 1.3} {
 				c.fill(rng, x)
-				for impl, accumulate := range blockImpls {
+				for impl, accumulate := range blockImpls() {
 					bs := accumulate(x, 1/tau)
 					what := fmt.Sprintf("%s: %s, n=%d, τ=%g", impl, c.name, n, tau)
 
@@ -209,11 +213,14 @@ func TestBlockAgainstFloat64(t *testing.T) {
 	}
 }
 
-// blockImpls are the block accumulators under test: the build's accumulateBlock (a SIMD variant
-// where one is compiled in) and the pure-Go reference.
-var blockImpls = map[string]func([]float32, float64) blockSums{
-	"accumulateBlock":        accumulateBlock,
-	"accumulateBlockGeneric": accumulateBlockGeneric,
+// blockImpls are the block accumulators under test: every kernel this build and processor run,
+// the pure-Go reference first.
+func blockImpls() map[string]func([]float32, float64) blockSums {
+	m := map[string]func([]float32, float64) blockSums{}
+	for _, k := range Kernels() {
+		m[k.String()] = func(x []float32, invTau float64) blockSums { return newBlockKernel(k, invTau).accumulate(x) }
+	}
+	return m
 }
 
 // TestBlockTiesAndBadValues: an all-equal block has Rest = n−1 exactly and S1 = S3 = 0; a NaN
@@ -225,7 +232,7 @@ func TestBlockTiesAndBadValues(t *testing.T) {
 		for j := range x {
 			x[j] = 2.5
 		}
-		for impl, accumulate := range blockImpls {
+		for impl, accumulate := range blockImpls() {
 			bs := accumulate(x, 0.7)
 			if bs.Max != 2.5 || bs.Rest != float64(n-1) || bs.S1 != 0 || bs.S2 != float64(n) || bs.S3 != 0 {
 				t.Errorf("%s: flat block of %d: %+v", impl, n, bs)
@@ -243,7 +250,7 @@ func TestBlockTiesAndBadValues(t *testing.T) {
 						x[j] = fill
 					}
 					x[at] = v
-					for impl, accumulate := range blockImpls {
+					for impl, accumulate := range blockImpls() {
 						if bs := accumulate(x, 1); !bad(bs) {
 							t.Errorf("%s: n=%d, %v at %d among %v: %+v does not show it", impl, n, v, at, fill, bs)
 						}
@@ -255,7 +262,7 @@ func TestBlockTiesAndBadValues(t *testing.T) {
 		for j := range x {
 			x[j] = ninf
 		}
-		for impl, accumulate := range blockImpls {
+		for impl, accumulate := range blockImpls() {
 			if bs := accumulate(x, 1); bs.Max != ninf || bad(bs) {
 				t.Errorf("%s: all −Inf block of %d: %+v, want Max −Inf", impl, n, bs)
 			}
@@ -263,30 +270,38 @@ func TestBlockTiesAndBadValues(t *testing.T) {
 	}
 }
 
-// TestBlockVariant compares the build's accumulateBlock with the pure-Go reference when a SIMD
-// or assembly variant is compiled in (haveBlockVariant): each is within 7·2^-24 of the exact
-// sums (TestBlockAgainstFloat64), so they agree to 14·2^-24 relative. (A variant with float32
-// lane sums would add n/8·2^-24 for n/8 terms per lane, and must widen this.)
+// TestBlockVariant compares each assembly kernel with the pure-Go reference: each is within
+// 7·2^-24 of the exact sums (TestBlockAgainstFloat64), so they agree to 14·2^-24 relative.
 func TestBlockVariant(t *testing.T) {
-	if !haveBlockVariant {
-		t.Skip("no SIMD/assembly accumulateBlock in this build: it is accumulateBlockGeneric")
+	ks := Kernels()[1:]
+	if len(ks) == 0 {
+		t.Skipf("no assembly kernel in this build or on this processor: only %v", Kernels())
 	}
 	rng := testSeed(t)
-	for _, n := range []int{1, 7, 8, 9, 31, 32, 33, 511, 512} {
-		x := make([]float32, n)
-		for _, c := range blockCases {
-			c.fill(rng, x)
-			got, want := accumulateBlock(x, 1/1.3), accumulateBlockGeneric(x, 1/1.3)
-			rel := 14 * ulp32
-			floor := float64(n) * 0x1p-118
-			if got.Max != want.Max {
-				t.Fatalf("%s, n=%d: Max %v, want %v", c.name, n, got.Max, want.Max)
+	for _, k := range ks {
+		for _, n := range []int{1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 511, 512, 4095, 4096} {
+			for _, tau := range []float64{1, 1.3} {
+				testVariant(t, rng, k, n, tau)
 			}
-			for _, q := range [][2]float64{{got.Rest, want.Rest}, {got.S1, want.S1}, {got.S2, want.S2}, {got.S3, want.S3}} {
-				if math.Abs(q[0]-q[1]) > rel*math.Abs(q[1])+floor {
-					t.Errorf("%s, n=%d: %+v, want %+v", c.name, n, got, want)
-					break
-				}
+		}
+	}
+}
+
+func testVariant(t *testing.T, rng *rand.Rand, k Kernel, n int, tau float64) {
+	x := make([]float32, n)
+	accumulate := newBlockKernel(k, 1/tau).accumulate
+	for _, c := range blockCases {
+		c.fill(rng, x)
+		got, want := accumulate(x), accumulateBlockGeneric(x, 1/tau)
+		rel := 14 * ulp32
+		floor := float64(n) * 0x1p-118
+		if got.Max != want.Max {
+			t.Fatalf("%v: %s, n=%d, τ=%g: Max %v, want %v", k, c.name, n, tau, got.Max, want.Max)
+		}
+		for _, q := range [][2]float64{{got.Rest, want.Rest}, {got.S1, want.S1}, {got.S2, want.S2}, {got.S3, want.S3}} {
+			if math.Abs(q[0]-q[1]) > rel*math.Abs(q[1])+floor {
+				t.Errorf("%v: %s, n=%d, τ=%g: %+v, want %+v", k, c.name, n, tau, got, want)
+				break
 			}
 		}
 	}

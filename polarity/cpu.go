@@ -2,6 +2,7 @@ package polarity
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"sync"
@@ -11,24 +12,47 @@ import (
 // NewCPU returns the CPU engine: rows are spread over threads goroutines (threads ≤ 0: one per
 // GOMAXPROCS), and each row is one streaming pass over its logits in blocks of blockLen
 // (accumulateBlock: float32 exponentials, partial sums merged into a float64 Sums per row).
-// float16 and bfloat16 logits are converted block by block on the fly.
+// float16 and bfloat16 logits are converted block by block on the fly. The hot loops are
+// BestKernel's (assembly where the processor has it; PAPO_CPU_KERNEL forces one); a
+// PAPO_CPU_KERNEL that this build or processor cannot run falls back to the best kernel, and
+// NewCPUKernel reports it.
 //
 // Accuracy against the float64 Reference, measured on the shared case table (polaritytest):
 // H, log π_a, S_a and C within ~1.5e-7 of their natural scales (H relative, also on peaked rows
 // where H ≈ 1e-9; C relative to RowStats64.CScale), the float32 exponential's 3·2^-24; the
 // tests hold it to polaritytest.CPURel = 2e-6. Speed per core at V = 151936 (2-core CI
-// machine): ~1100 tokens/s in pure Go, ~2900 with the AVX2 hot loop of GOEXPERIMENT=simd
-// builds (block_simd_amd64.go); see accumulateBlockGeneric.
+// machine): ~1100 tokens/s with the pure-Go kernel; see bench/RESULTS.md for the assembly
+// kernels.
 func NewCPU(threads int) Engine {
+	k, err := BestKernel()
+	if err != nil {
+		ks := Kernels()
+		k = ks[len(ks)-1]
+	}
+	e, _ := NewCPUKernel(threads, k)
+	return e
+}
+
+// NewCPUKernel is NewCPU with the kernel k, which must be one of Kernels().
+func NewCPUKernel(threads int, k Kernel) (Engine, error) {
+	if !kernelSupported(k) {
+		return nil, fmt.Errorf("polarity: CPU kernel %v: not in this build or not supported by this processor (%v)", k, Kernels())
+	}
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return &cpuEngine{threads: threads}
+	return &cpuEngine{threads: threads, kernel: k}, nil
 }
 
-type cpuEngine struct{ threads int }
+type cpuEngine struct {
+	threads int
+	kernel  Kernel
+}
 
 func (e *cpuEngine) Name() string { return "cpu" }
+
+// Kernel is the kernel the engine runs.
+func (e *cpuEngine) Kernel() Kernel { return e.kernel }
 
 func (e *cpuEngine) Close() error { return nil }
 
@@ -50,7 +74,7 @@ func (e *cpuEngine) ComputeWithStats(ctx context.Context, b *Batch, p Params, ou
 	if st != nil {
 		st.Resize(n)
 	}
-	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, st: st, n: n, tau: p.Temperature, invTau: 1 / p.Temperature}
+	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, st: st, n: n, tau: p.Temperature, invTau: 1 / p.Temperature, kernel: e.kernel}
 	c.errRow.Store(int64(n))
 	workers := min(e.threads, n)
 	c.errs = make([]rowFailure, workers)
@@ -83,6 +107,7 @@ type cpuCompute struct {
 	n      int
 	tau    float64
 	invTau float64
+	kernel Kernel
 
 	next   atomic.Int64 // next row to hand out
 	errRow atomic.Int64 // lowest row with a data error so far (n: none)
@@ -97,6 +122,7 @@ type rowFailure struct {
 
 func (c *cpuCompute) work(w int) {
 	var buf [blockLen]float32 // float16/bfloat16 conversion; on this goroutine's stack
+	bk := newBlockKernel(c.kernel, c.invTau)
 	for {
 		i := c.next.Add(1) - 1
 		if i >= int64(c.n) || i > c.errRow.Load() {
@@ -106,7 +132,7 @@ func (c *cpuCompute) work(w int) {
 			c.errs[w] = rowFailure{-1, err}
 			return
 		}
-		if err := c.row(int(i), &buf); err != nil {
+		if err := c.row(int(i), bk, &buf); err != nil {
 			c.errs[w] = rowFailure{int(i), err}
 			for {
 				old := c.errRow.Load()
@@ -120,7 +146,7 @@ func (c *cpuCompute) work(w int) {
 }
 
 // row computes row i into c.out.
-func (c *cpuCompute) row(i int, buf *[blockLen]float32) error {
+func (c *cpuCompute) row(i int, bk *blockKernel, buf *[blockLen]float32) error {
 	l := &c.b.Logits
 	V := l.V
 	base := i * V
@@ -133,12 +159,12 @@ func (c *cpuCompute) row(i int, buf *[blockLen]float32) error {
 			x = l.F32[base+j : base+j+k]
 		case BFloat16:
 			x = buf[:k]
-			decodeBFloat16(x, l.Bits[base+j:base+j+k])
+			bk.decodeBFloat16(x, l.Bits[base+j:base+j+k])
 		case Float16:
 			x = buf[:k]
-			decodeFloat16(x, l.Bits[base+j:base+j+k])
+			bk.decodeFloat16(x, l.Bits[base+j:base+j+k])
 		}
-		bs := accumulateBlock(x, c.invTau)
+		bs := bk.accumulate(x)
 		if !(bs.Max <= math.MaxFloat32) || bs.Rest != bs.Rest {
 			for jj, z := range x {
 				if z != z || z > math.MaxFloat32 {

@@ -16,8 +16,8 @@
 // ratio, clipping and ΔĤ from H, log π_a, S_a and C), Batch.Validate and LogitsError (the data
 // errors, worded identically by every engine).
 //
-// NewCPU's engine spreads rows over goroutines and runs each row through accumulateBlock, a small
-// hot loop over blocks of 512 logits (float32 exponential, float64 argument reduction and sums),
-// written so that a SIMD variant can be dropped in beside the pure-Go one (block.go states the
-// contract).
+// NewCPU's engine spreads rows over goroutines and runs each row through a Kernel's block sums
+// over blocks of 4,096 logits (block.go states the contract): the pure-Go loop everywhere, and
+// an AVX2+FMA assembly kernel chosen at run time on amd64 (kernel_amd64.s; the noasm build tag
+// leaves it out). Kernels lists what a build and processor run; PAPO_CPU_KERNEL forces one.
 package polarity

@@ -69,7 +69,7 @@ func Float32ToFloat16(x float32) uint16 {
 }
 
 // decodeBFloat16Generic and decodeFloat16Generic convert len(dst) values of src to float32;
-// decodeBFloat16 and decodeFloat16 are the build's versions (block_generic.go, or SIMD).
+// the kernels' decoders (blockKernel) use them or assembly twins.
 func decodeBFloat16Generic(dst []float32, src []uint16) {
 	src = src[:len(dst)]
 	for j, h := range src {

@@ -292,7 +292,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		return nil
 	}
 	fmt.Fprintf(env.stderr, "papo: %d tokens × V=%d (%s) in %.2fs on engine %s: %.0f tokens/s, %.2f GB/s of logits\n",
-		p.Rows(), meta.V, meta.Dtype, secs, engine.Name(), float64(p.Rows())/secs, float64(bytesRead)/secs/1e9)
+		p.Rows(), meta.V, meta.Dtype, secs, engineLabel(engine), float64(p.Rows())/secs, float64(bytesRead)/secs/1e9)
 	return nil
 }
 

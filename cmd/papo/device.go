@@ -29,6 +29,9 @@ const (
 // selectEngine returns the engine for --device. It may not return at all: when papo hands
 // the command over to papo-cuda, the process image is replaced.
 func selectEngine(env *environment, device string, threads int, args []string) (polarity.Engine, error) {
+	if _, err := polarity.BestKernel(); err != nil {
+		return nil, err
+	}
 	cpu := func() polarity.Engine { return polarity.NewCPU(threads) }
 	switch device {
 	case "cpu":
@@ -126,4 +129,12 @@ func runProbe(env *environment, args []string) error {
 		return nil
 	}
 	return probeDevices(env.stdout)
+}
+
+// engineLabel names an engine for people: the CPU engine with its kernel ("cpu (avx2+fma)").
+func engineLabel(e polarity.Engine) string {
+	if k, ok := e.(interface{ Kernel() polarity.Kernel }); ok {
+		return fmt.Sprintf("%s (%v)", e.Name(), k.Kernel())
+	}
+	return e.Name()
 }

@@ -1,0 +1,95 @@
+package polarity
+
+import (
+	"fmt"
+	"os"
+)
+
+// Kernel names an implementation of the CPU engine's hot loops (the block sums of
+// accumulateBlockGeneric's contract and the float16/bfloat16 decoders). KernelGo is the pure-Go
+// loop, the reference every other kernel is tested against; the others are assembly, chosen at
+// run time by the processor's features (BestKernel) or forced with NewCPUKernel or the
+// PAPO_CPU_KERNEL environment variable.
+type Kernel int
+
+const (
+	KernelGo   Kernel = iota // pure Go, every platform
+	KernelAVX2               // amd64 with AVX2, FMA and F16C (kernel_amd64.s)
+)
+
+var kernelNames = [...]string{KernelGo: "go", KernelAVX2: "avx2+fma"}
+
+func (k Kernel) String() string {
+	if k < 0 || int(k) >= len(kernelNames) {
+		return fmt.Sprintf("Kernel(%d)", int(k))
+	}
+	return kernelNames[k]
+}
+
+// Kernels lists the kernels this build and processor can run, the pure-Go one first and the
+// best last.
+func Kernels() []Kernel {
+	ks := []Kernel{KernelGo}
+	for k := KernelGo + 1; int(k) < len(kernelNames); k++ {
+		if kernelSupported(k) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// BestKernel is the fastest kernel this build and processor run, unless the environment
+// variable PAPO_CPU_KERNEL names another one (go, avx2+fma; for comparisons and debugging).
+func BestKernel() (Kernel, error) {
+	ks := Kernels()
+	name := os.Getenv("PAPO_CPU_KERNEL")
+	if name == "" {
+		return ks[len(ks)-1], nil
+	}
+	for _, k := range ks {
+		if k.String() == name {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("PAPO_CPU_KERNEL=%q: this build and processor run %v", name, ks)
+}
+
+// blockKernel is one worker's accumulator for one temperature: the kernel and, for assembly,
+// its constants (set once) and the block maximum (set per block).
+type blockKernel struct {
+	kernel Kernel
+	invTau float64
+	asm    asmState
+}
+
+func newBlockKernel(k Kernel, invTau float64) *blockKernel {
+	b := &blockKernel{kernel: k, invTau: invTau}
+	if k != KernelGo {
+		b.asm.init(invTau)
+	}
+	return b
+}
+
+// accumulate is accumulateBlock's contract (accumulateBlockGeneric) for this kernel.
+func (b *blockKernel) accumulate(x []float32) blockSums {
+	if b.kernel == KernelGo {
+		return accumulateBlockGeneric(x, b.invTau)
+	}
+	return b.asm.accumulate(x, b.invTau)
+}
+
+func (b *blockKernel) decodeFloat16(dst []float32, src []uint16) {
+	if b.kernel == KernelGo {
+		decodeFloat16Generic(dst, src)
+		return
+	}
+	asmDecodeFloat16(dst, src)
+}
+
+func (b *blockKernel) decodeBFloat16(dst []float32, src []uint16) {
+	if b.kernel == KernelGo {
+		decodeBFloat16Generic(dst, src)
+		return
+	}
+	asmDecodeBFloat16(dst, src)
+}

@@ -1,0 +1,20 @@
+//go:build !amd64 || noasm
+
+package polarity
+
+// This build has only the pure-Go kernel (another architecture, or the noasm tag); these are
+// the assembly hooks of kernel_amd64.go, never reached.
+
+func kernelSupported(k Kernel) bool { return k == KernelGo }
+
+type asmState struct{}
+
+func (*asmState) init(float64) {}
+
+func (*asmState) accumulate([]float32, float64) blockSums {
+	panic("polarity: no assembly kernel in this build")
+}
+
+func asmDecodeFloat16([]float32, []uint16) { panic("polarity: no assembly kernel in this build") }
+
+func asmDecodeBFloat16([]float32, []uint16) { panic("polarity: no assembly kernel in this build") }
