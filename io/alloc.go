@@ -11,7 +11,10 @@ import (
 
 // errBufferLimit is raised (as a panic inside arrow-go, recovered where arrow-go is called) when
 // corrupt metadata asks for a buffer larger than the reader allows.
-type errBufferLimit struct{ size, limit int64 }
+type errBufferLimit struct {
+	size, limit int64
+	streamBody  bool // the body of a record batch in an IPC stream, which must be held whole
+}
 
 // ErrBufferLimit matches (errors.Is) the error of an input that needs a buffer over the
 // WithMaxBufferBytes limit.
@@ -20,6 +23,12 @@ var ErrBufferLimit = errors.New("buffer over the limit")
 func (e *errBufferLimit) Is(target error) bool { return target == ErrBufferLimit }
 
 func (e *errBufferLimit) Error() string {
+	if e.streamBody {
+		return fmt.Sprintf("a record batch of %d bytes is over the cap of %d bytes for a batch of an IPC stream "+
+			"(a stream's batch is held in memory whole; the cap is WithMaxBufferBytes, papo's --max-batch-bytes): "+
+			"write smaller record batches (pyarrow: write_table(..., max_chunksize=ROWS)), or an IPC file, which papo "+
+			"memory-maps and reads without a cap", e.size, e.limit)
+	}
 	return fmt.Sprintf("a buffer of %d bytes was requested, more than the limit of %d bytes: "+
 		"the input is corrupt (or raise the limit with WithMaxBufferBytes)", e.size, e.limit)
 }

@@ -2,6 +2,7 @@ package papoio
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -362,7 +363,7 @@ func TestBufferLimit(t *testing.T) {
 			if r.Next() {
 				t.Fatal("read a batch over the limit")
 			}
-			if err := r.Err(); err == nil || !strings.Contains(err.Error(), "limit of 1024 bytes") ||
+			if err := r.Err(); err == nil || !errors.Is(err, ErrBufferLimit) || !strings.Contains(err.Error(), " 1024 bytes") ||
 				!strings.Contains(err.Error(), "batch 0") {
 				t.Fatalf("err %v; want the buffer limit named, in batch 0", err)
 			}

@@ -87,6 +87,7 @@ type Reader struct {
 	stream     *ipc.Reader     // IPC stream, or an IPC file without a valid footer
 	noFooter   error           // an IPC file without a usable footer, read as a stream; the footer's error
 	noContract bool            // WithContract said no: metadata only, no batches
+	mapped     bool            // file is a read-only memory map (openMapped)
 	records    recordSource    // a Parquet, CSV or JSONL table (table.go)
 	closers    []func() error
 	index      int   // next batch index
@@ -223,6 +224,9 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 				return nil, err
 			}
 		}
+		if f, ok := src.(*os.File); ok && r.openMapped(f, ra) {
+			break
+		}
 		err = r.openFile(ra)
 	case len(head) >= 4 && binary.LittleEndian.Uint32(head) == continuation:
 		if br == nil {
@@ -311,6 +315,42 @@ func guard(fn func() error) (err error) {
 	return fn()
 }
 
+// openMapped opens a regular IPC file with a valid footer through a read-only memory map
+// (arrow-go's NewMappedFileReader): record batches are views of the mapping, so a batch of any
+// size costs no allocation and no copy, and WithMaxBufferBytes does not apply to its body. It
+// reports false where the file cannot be mapped (then openFile reads it with ReadAt) or has no
+// valid footer (openFile reads it as a stream and reports the damage). The mapping is removed
+// by Close: records and views of a mapped file must not be used after it. A file truncated by
+// another process while it is mapped is not supported (the access would fault).
+func (r *Reader) openMapped(f *os.File, ra *io.SectionReader) bool {
+	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 || ra.Size() < 8 {
+		return false // NewReader on a file positioned past its start: read from there with ReadAt
+	}
+	data, unmap, err := mapFile(f, ra.Size())
+	if err != nil {
+		return false
+	}
+	mra := io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data)))
+	idx, err := readFileIndex(mra, r.limit)
+	if err != nil {
+		unmap()
+		return false
+	}
+	idx.bodyLimit = math.MaxInt64
+	var fr *ipc.FileReader
+	if err := guard(func() error {
+		var err error
+		fr, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(r.mem))
+		return err
+	}); err != nil {
+		unmap()
+		return false
+	}
+	r.closers = append(r.closers, unmap, fr.Close) // fr closed first, then the mapping
+	r.file, r.footer, r.sch, r.mapped = fr, idx, fr.Schema(), true
+	return true
+}
+
 func (r *Reader) openFile(ra *io.SectionReader) error {
 	idx, footerErr := readFileIndex(ra, r.limit)
 	if footerErr == nil {
@@ -356,6 +396,9 @@ func (r *Reader) openStream(src *streamMessages) error {
 	r.closers = append(r.closers, func() error { sr.Release(); return nil })
 	return nil
 }
+
+// Mapped reports whether the input is an IPC file read through a memory map (no copies).
+func (r *Reader) Mapped() bool { return r.mapped }
 
 // Schema is the input schema.
 func (r *Reader) Schema() *arrow.Schema { return r.sch }

@@ -2,6 +2,7 @@ package papoio
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func (m *messageReader) Message() (*ipc.Message, error) {
 		return nil, err
 	}
 	if bodyLen > m.limit {
-		return nil, &errBufferLimit{size: bodyLen, limit: m.limit}
+		return nil, &errBufferLimit{size: bodyLen, limit: m.limit, streamBody: true}
 	}
 	body := memory.NewResizableBuffer(m.mem)
 	defer body.Release()
@@ -147,11 +148,14 @@ func (s *streamMessages) next() ([]byte, func([]byte) error, error) {
 // fileIndex is the verified footer of an IPC file: where its dictionaries and record batches lie.
 // arrow-go's FileReader reads them, after verify has checked each message's metadata.
 type fileIndex struct {
-	ra      *io.SectionReader
-	end     int64 // where the footer starts: no block may reach past it
-	limit   int64
-	dicts   []fileBlock
-	batches []fileBlock
+	ra    *io.SectionReader
+	end   int64 // where the footer starts: no block may reach past it
+	limit int64 // largest metadata, and body unless bodyLimit is set
+	// bodyLimit, when not 0, replaces limit for message bodies: a memory-mapped file's bodies
+	// are views of the mapping, not allocations.
+	bodyLimit int64
+	dicts     []fileBlock
+	batches   []fileBlock
 }
 
 // readFileIndex reads and verifies the footer of the IPC file in ra.
@@ -200,8 +204,8 @@ func (f *fileIndex) verify(b fileBlock) error {
 	if int64(b.metaLen) > f.limit {
 		return &errBufferLimit{size: int64(b.metaLen), limit: f.limit}
 	}
-	if b.bodyLen > f.limit {
-		return &errBufferLimit{size: b.bodyLen, limit: f.limit}
+	if bl := cmp.Or(f.bodyLimit, f.limit); b.bodyLen > bl {
+		return &errBufferLimit{size: b.bodyLen, limit: bl}
 	}
 	meta := make([]byte, b.metaLen)
 	if _, err := f.ra.ReadAt(meta, b.offset); err != nil {

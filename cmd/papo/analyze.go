@@ -37,6 +37,10 @@ func (e epsilonFlag) Set(s string) error {
 	return nil
 }
 
+// defaultMaxBatchBytes caps a record batch of an input IPC stream (a pipe, a .arrows file),
+// which must be held in memory whole: 4 GiB, about 7,000 float32 tokens at V = 151,936.
+const defaultMaxBatchBytes = 4 << 30
+
 // runAnalyze implements `papo analyze`, `papo reweight` and `papo stats` (mode): the run
 // pipeline (package run) wired to files, with the reweighting method off (weights 1) for
 // analyze, and the steps' data-parallel partials instead of weights for stats.
@@ -62,6 +66,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	fs.Var(epsilonFlag{&clipHigh}, "clip-high", "PPO ε_high: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_high, else none)")
 	npg := fs.Bool("natural-gradient", false, "use the natural-gradient polarity factor T_npg = −(log π_a + H)")
 	quiet := fs.Bool("quiet", false, "no progress bar and no summary table")
+	maxBatch := fs.Int64("max-batch-bytes", defaultMaxBatchBytes, "largest record batch of an IPC stream (held in memory whole) and largest buffer of any input; IPC files are memory-mapped and their batches have no cap")
 	cfg := papo.DefaultConfig()
 	var statePath, configPath *string
 	var resetState *bool
@@ -113,7 +118,10 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	}
 	defer engine.Close()
 
-	r, err := papoio.Open(in, mem)
+	if *maxBatch < 1 {
+		return usagef("--max-batch-bytes must be ≥ 1")
+	}
+	r, err := papoio.Open(in, mem, papoio.WithMaxBufferBytes(*maxBatch))
 	if err != nil {
 		return err
 	}
