@@ -5,7 +5,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/synth"
 )
@@ -46,27 +45,8 @@ func runGen(env *environment, args []string) error {
 		return usagef("%v", err)
 	}
 	cfg := g.Config()
-	mem := memory.DefaultAllocator
-	schema := papoio.InputSchema(cfg.V, cfg.Dtype, cfg.Columns(), cfg.Metadata())
-	w, err := papoio.Create(*out, schema, mem)
+	rows, err := synth.WriteFile(*out, g, memory.DefaultAllocator)
 	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	rows := 0
-	for g.Next() {
-		rec, err := papoio.BuildInput(mem, schema, g.Columns())
-		if err != nil {
-			return err
-		}
-		err = w.Write(rec)
-		rows += int(rec.NumRows())
-		rec.Release()
-		if err != nil {
-			return err
-		}
-	}
-	if err := w.Close(); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stderr, "papo gen: wrote %d tokens × V=%d (%s), %d steps, to %s\n", rows, cfg.V, cfg.Dtype, cfg.Steps, *out)
