@@ -300,19 +300,7 @@ func TestOutputFormats(t *testing.T) {
 	for _, ext := range allExtensions {
 		t.Run(ext, func(t *testing.T) {
 			path := filepath.Join(dir, "out"+ext)
-			w, err := Create(path, schema, mem)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Abort()
-			for _, rec := range recs {
-				if err := w.Write(rec); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
+			writeRecords(t, path, schema, mem, recs...)
 			got, rows := readBack(t, path, mem)
 			if len(rows) != len(want) {
 				t.Fatalf("%d rows; want %d", len(rows), len(want))
