@@ -3,8 +3,10 @@
 // polynomial exp (no table), two accumulator chains, float32 partial sums flushed to double
 // every 64 elements. AVX2+FMA and AVX-512F variants, chosen at run time; gcc -O3.
 //
-//   ./roofline [V] [rows] [reps]     prints tokens/s on 1 thread and on all threads, per ISA,
-//                                    and the worst relative error of H against a double pass.
+//   ./roofline [V] [rows] [reps] [threads]
+//       prints tokens/s on 1 thread and on `threads` (default: all online CPUs), per ISA, and the
+//       worst relative error of H against a double pass. `papo bench --peers` compiles this
+//       file (embedded in the binary) with the system's cc and reads these lines.
 #define _GNU_SOURCE
 #include <immintrin.h>
 #include <math.h>
@@ -193,7 +195,8 @@ int main(int argc, char **argv) {
         x[i] = (float)(2 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
     }
     x[(size_t)V * 1 + 17] = 40; // one peaked row
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = argc > 4 ? atoi(argv[4]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
     if (threads > 256) threads = 256;
     __builtin_cpu_init();
     struct { const char *name; rowfn f; int ok; } isa[] = {

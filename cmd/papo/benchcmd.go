@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -22,6 +23,10 @@ func runBench(env *environment, args []string) error {
 	threads := fs.Int("threads", 0, "CPU engine threads (0: all cores)")
 	reps := fs.Int("reps", 3, "timed passes per case (the best is kept)")
 	bwMiB := fs.Int("bandwidth-mib", 1024, "buffer size for the read-bandwidth measurement")
+	peers := fs.Bool("peers", false, "one table: the C roofline and a vector memory read, the CPU engine per dtype at --vocab and 128,256 on 1 and all threads, papo analyze end to end on an IPC file, and PyTorch (verl's and TRL's computation) and NumPy on the same logits, outputs checked against papo's; appends to --record")
+	python := fs.String("python", "", "--peers: the Python with torch and numpy (default: $PAPO_PYTHON, python3, /usr/bin/python3)")
+	record := fs.String("record", "bench/RESULTS.md", "--peers: the Markdown file to append the run's rows to (\"\": none)")
+	e2eTokens := fs.Int("e2e-tokens", 1024, "--peers: tokens of the end-to-end IPC file, in one record batch (1024 at V = 151,936 is 622 MB)")
 	rowStats := fs.Bool("row-stats", false, "time a row-statistics request against a logits request of the same tokens, end to end over a papo serve socket")
 	positional, err := parseFlags(fs, args, env.stderr)
 	if err != nil {
@@ -30,8 +35,8 @@ func runBench(env *environment, args []string) error {
 	if len(positional) > 0 {
 		return usagef("unexpected argument %q", positional[0])
 	}
-	if *v < 1 || *rows < 1 || *reps < 1 || *bwMiB < 1 {
-		return usagef("--vocab, --tokens, --reps and --bandwidth-mib must be ≥ 1")
+	if *v < 1 || *rows < 1 || *reps < 1 || *bwMiB < 1 || *e2eTokens < 1 {
+		return usagef("--vocab, --tokens, --reps, --bandwidth-mib and --e2e-tokens must be ≥ 1")
 	}
 	var kinds []polarity.Dtype
 	for _, s := range strings.Split(*dtypes, ",") {
@@ -40,6 +45,26 @@ func runBench(env *environment, args []string) error {
 			return usagef("--dtype: %v", err)
 		}
 		kinds = append(kinds, d)
+	}
+	n := *threads
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	if *peers {
+		if *rowStats {
+			return usagef("--peers and --row-stats are two benchmarks: give one")
+		}
+		if *device == "cuda" {
+			return usagef("--peers times the CPU engine against CPU peers; --device cuda is bench/gpu.sh's")
+		}
+		recordSet := false
+		fs.Visit(func(f *flag.Flag) { recordSet = recordSet || f.Name == "record" })
+		vocabs := []int{*v}
+		if *v != 128256 {
+			vocabs = append(vocabs, 128256)
+		}
+		return runBenchPeers(context.Background(), env, peersConfig{vocabs: vocabs, rows: *rows, e2eTokens: *e2eTokens, dtypes: kinds,
+			threads: n, reps: *reps, bwBytes: *bwMiB << 20, python: *python, record: *record, recordSet: recordSet})
 	}
 	engine, err := selectEngine(env, *device, *threads, append([]string{"bench"}, args...))
 	if err != nil {
@@ -50,10 +75,6 @@ func runBench(env *environment, args []string) error {
 		return benchRowStats(env, engine, *v, *rows, *reps)
 	}
 
-	n := *threads
-	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
-	}
 	bw := bench.ReadBandwidth(n, *bwMiB<<20, 3)
 	host, _ := os.Hostname()
 	fmt.Fprintf(env.stdout, "papo bench, %s, %s, %d CPU threads, %s\n", time.Now().UTC().Format("2006-01-02"), cpuModel(), n, host)
