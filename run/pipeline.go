@@ -175,21 +175,11 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 	}
 	pass := b.Passthrough(p.cfg.Mem)
 	defer pass.Release()
-	for lo := 0; lo < n; {
-		step := int64(0)
-		if b.Step != nil {
-			step = b.Step[lo]
-		}
-		hi := lo + 1
-		for hi < n && b.Step != nil && b.Step[hi] == step {
-			hi++
-		}
+	err := stepRuns(b.Step, n, func(step int64, lo, hi int) error {
 		if !p.haveStep || step != p.cur {
 			if p.haveStep {
 				if step < p.cur {
-					return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: step %d comes after step %d: "+
-						"steps must increase, each step's rows together", p.cfg.Name, b.Index, lo, b.FirstRow+int64(lo),
-						papoio.ColStep, step, p.cur)
+					return stepOrderError(p.cfg.Name, b, lo, step, p.cur)
 				}
 				if err := p.flush(ctx); err != nil {
 					return err
@@ -199,10 +189,40 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 		}
 		p.chunks = append(p.chunks, p.keep(pass, &b.Input, lo, hi))
 		p.stats.Add(&b.Input, &p.res, lo, hi)
-		lo = hi
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	p.rows += int64(n)
 	return nil
+}
+
+// stepRuns calls fn for each run [lo, hi) of rows of one step, in order; without a step column
+// (steps nil) every row is in step 0.
+func stepRuns(steps []int64, n int, fn func(step int64, lo, hi int) error) error {
+	for lo := 0; lo < n; {
+		step := int64(0)
+		if steps != nil {
+			step = steps[lo]
+		}
+		hi := lo + 1
+		for hi < n && steps != nil && steps[hi] == step {
+			hi++
+		}
+		if err := fn(step, lo, hi); err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// stepOrderError is the error of row lo of b, whose step comes after the step cur.
+func stepOrderError(name string, b *papoio.Batch, lo int, step, cur int64) error {
+	return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: step %d comes after step %d: "+
+		"steps must increase, each step's rows together", name, b.Index, lo, b.FirstRow+int64(lo),
+		papoio.ColStep, step, cur)
 }
 
 // keep copies rows [lo, hi) of the batch's scalar columns and results.
