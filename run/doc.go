@@ -6,6 +6,8 @@
 // A Pipeline is iterator-shaped, like an Arrow record reader turned around: Add one batch at a
 // time, then Close (or Abort after an error). Results leave through a Sink, which gets every
 // step's rows in input order and then the step's summary. Output sends them to a papoio.Writer.
+// Replay hands a per-token output that papo wrote earlier to a Sink the same way, without
+// recomputing it (papo report reads either).
 //
 // # Steps
 //
