@@ -133,9 +133,10 @@ func TestParsePeers(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	far := &Peer{Checked: true, MaxDiffH: 2 * PeerTolerance}
-	if far.Agrees() {
-		t.Error("a peer off by twice the tolerance agrees")
+	for _, far := range []Peer{{Checked: true, MaxDiffH: 2 * PeerToleranceH}, {Checked: true, MaxDiffLogprob: 2 * PeerToleranceLogprob}} {
+		if far.Agrees() {
+			t.Errorf("a peer off by twice the tolerance agrees: %+v", far)
+		}
 	}
 }
 

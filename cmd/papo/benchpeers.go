@@ -145,7 +145,8 @@ func runBenchPeers(ctx context.Context, env *environment, c peersConfig) error {
 		return err
 	}
 	if len(disagree) > 0 {
-		return fmt.Errorf("peers differ from papo by more than %g, so the race is not fair: %s", bench.PeerTolerance, strings.Join(disagree, "; "))
+		return fmt.Errorf("peers differ from papo by more than %g (H) or %g (log p), so the race is not fair: %s",
+			bench.PeerToleranceH, bench.PeerToleranceLogprob, strings.Join(disagree, "; "))
 	}
 	switch _, err := os.Stat(c.record); {
 	case c.record == "":
