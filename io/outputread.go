@@ -44,14 +44,19 @@ type OutputReader struct {
 	err      error
 }
 
-// isInputSchema reports whether s has logits or any row-statistics column: the input contract.
+// isInputSchema reports whether s is an input of papo: it has logits, or the six row
+// statistics without the computed columns. The output of a row-statistics input has both the
+// statistics (carried through) and every computed column.
 func isInputSchema(s *arrow.Schema) bool {
-	for _, name := range append([]string{ColLogits}, StatsColumnNames...) {
-		if len(s.FieldIndices(name)) > 0 {
-			return true
+	has := func(names ...string) bool {
+		for _, name := range names {
+			if len(s.FieldIndices(name)) == 0 {
+				return false
+			}
 		}
+		return true
 	}
-	return false
+	return has(ColLogits) || (has(StatsColumnNames...) && !has(outputColumns...))
 }
 
 // OpenOutput opens a per-token output written by papo analyze or reweight (any of their -o

@@ -114,6 +114,18 @@ func TestOutputRefusals(t *testing.T) {
 	if _, err := OpenOutput(inPath, mem); !errors.Is(err, ErrNotOutput) {
 		t.Errorf("OpenOutput(input) = %v; want ErrNotOutput", err)
 	}
+	// Row statistics are an input; with the computed columns beside them, papo's output of one.
+	stats := RowStatsSchema(inSchema, 1)
+	for _, tc := range []struct {
+		name  string
+		s     *arrow.Schema
+		input bool
+	}{{"logits", inSchema, true}, {"row statistics", stats, true}, {"output of logits", OutputSchema(inSchema), false},
+		{"output of row statistics", OutputSchema(stats), false}} {
+		if got := isInputSchema(tc.s); got != tc.input {
+			t.Errorf("%s: taken for an input: %v; want %v", tc.name, got, tc.input)
+		}
+	}
 
 	recs, schema, _ := outputFixture(t, mem)
 	defer releaseRecords(recs)
