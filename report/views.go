@@ -300,6 +300,9 @@ func (r *Report) predictedFigure(s *Series, fit Fit) (*Figure, error) {
 		Caption: "Each point is a step: its predicted change, Σ w·ΔĤ over its trained tokens divided by their " +
 			"number, against the change of mean entropy to the next step; the line is the least-squares fit."}
 	switch {
+	case polarityNote(s) != "":
+		f.NoData = "The predicted change ΔĤ needs advantages. " + polarityNote(s)
+		return f, nil
 	case fit.Pairs == 0:
 		f.NoData = fit.Sentence()
 		return f, nil
