@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -116,18 +115,6 @@ func render(t testing.TB, r *Report) string {
 		t.Fatal(err)
 	}
 	return buf.String()
-}
-
-var figureRE = regexp.MustCompile(`(?s)<figure class="fig" data-fig="([^"]+)"( data-nodata="1")?>(.*?)</figure>`)
-
-// figures maps each figure of a page to its inner HTML, and says which have no data.
-func figures(page string) (inner map[string]string, nodata map[string]bool) {
-	inner, nodata = map[string]string{}, map[string]bool{}
-	for _, m := range figureRE.FindAllStringSubmatch(page, -1) {
-		inner[m[1]] = m[3]
-		nodata[m[1]] = m[2] != ""
-	}
-	return inner, nodata
 }
 
 // drawnElements counts the drawing elements of an SVG.

@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"html"
 	"image/png"
 	"math"
 	"os"
@@ -12,56 +11,29 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entropy-polarity/papo/internal/reporttest"
 	"github.com/entropy-polarity/papo/vocab"
 )
 
 var allFigures = []string{"trajectory", "polarity-distribution", "polarity-steps", "quadrants", "predicted", "weights",
 	"weighted-dH", "changed"}
 
-// printedTolerance is half a unit in the last printed digit of text ("6.293", "-1.498e-05",
-// "29.4%"), and the value it reads.
+// printedTolerance is a printed cell's value and half a unit of its last digit.
 func printedTolerance(t *testing.T, text string) (value, tol float64) {
 	t.Helper()
-	scale := 1.0
-	if strings.HasSuffix(text, "%") {
-		text, scale = strings.TrimSuffix(text, "%"), 0.01
-	}
-	v, err := strconv.ParseFloat(text, 64)
+	v, half, err := reporttest.Printed(text)
 	if err != nil {
-		t.Fatalf("table cell %q is not a number", text)
+		t.Fatal(err)
 	}
-	mantissa, exp := text, 0
-	if i := strings.IndexAny(text, "eE"); i >= 0 {
-		mantissa = text[:i]
-		exp, _ = strconv.Atoi(text[i+1:])
-	}
-	decimals := 0
-	if i := strings.IndexByte(mantissa, '.'); i >= 0 {
-		decimals = len(mantissa) - i - 1
-	}
-	return v * scale, 0.5 * math.Pow10(exp-decimals) * scale * (1 + 1e-9)
+	return v, half * (1 + 1e-9)
 }
-
-var rowRE = regexp.MustCompile(`(?s)<tr>(.*?)</tr>`)
-var cellRE = regexp.MustCompile(`<td data-col="([^"]+)">([^<]*)</td>`)
 
 // tableRows are the rows of the page's table data-table=name, as column → text.
 func tableRows(t *testing.T, page, name string) []map[string]string {
 	t.Helper()
-	start := strings.Index(page, `data-table="`+name+`"`)
-	if start < 0 {
-		t.Fatalf("the page has no table %q", name)
-	}
-	end := start + strings.Index(page[start:], "</table>")
-	var rows []map[string]string
-	for _, m := range rowRE.FindAllStringSubmatch(page[start:end], -1) {
-		row := map[string]string{}
-		for _, c := range cellRE.FindAllStringSubmatch(m[1], -1) {
-			row[c[1]] = html.UnescapeString(c[2])
-		}
-		if len(row) > 0 {
-			rows = append(rows, row)
-		}
+	rows, err := reporttest.Table(page, name)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return rows
 }
@@ -77,7 +49,7 @@ func TestReportStructure(t *testing.T) {
 		Series: []*Series{papoRun.series(t, "papo"), plain.series(t, "none")},
 		Params: []Param{{"method", "papo"}}, Inputs: []Input{{Path: "in.arrow", Kind: "logits", Rows: 1800, Steps: 6}}}
 	page := render(t, r)
-	inner, nodata := figures(page)
+	inner, nodata := reporttest.Figures(page)
 	for _, id := range allFigures {
 		if nodata[id] || !strings.Contains(inner[id], "<svg") {
 			t.Errorf("figure %s: not drawn (no data: %v)", id, nodata[id])
@@ -170,7 +142,7 @@ func TestReportEdgeCases(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			page := render(t, &Report{Series: tc.series(t)})
-			inner, nodata := figures(page)
+			inner, nodata := reporttest.Figures(page)
 			if len(inner) != len(allFigures) {
 				t.Fatalf("%d figures; want %d", len(inner), len(allFigures))
 			}
@@ -206,7 +178,7 @@ func TestReportManySteps(t *testing.T) {
 			t.Fatalf("%d steps kept %d histogram bins; want at most %d", steps, n, MaxBins)
 		}
 		page := render(t, &Report{Series: []*Series{s}})
-		inner, nodata := figures(page)
+		inner, nodata := reporttest.Figures(page)
 		sizes[steps] = map[string]size{}
 		for _, id := range allFigures {
 			if nodata[id] {

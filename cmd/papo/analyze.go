@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +39,83 @@ func (e epsilonFlag) Set(s string) error {
 	return nil
 }
 
+// runFlags are the flags of the commands that run the pipeline: analyze, reweight, stats and
+// report. Their defaults are written down here once.
+type runFlags struct {
+	device, configPath *string
+	threads            *int
+	temperature, lr    *float64
+	clipLow, clipHigh  float64
+	npg, quiet         *bool
+	maxBatch           *int64
+	cfg                papo.Config
+}
+
+// addRunFlags defines the engine's and the per-token signals' flags on fs.
+func addRunFlags(fs *flag.FlagSet) *runFlags {
+	f := &runFlags{cfg: papo.DefaultConfig()}
+	f.device = fs.String("device", "auto", "engine: auto (CUDA when papo-cuda finds a device, else CPU), cpu or cuda")
+	f.threads = fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
+	f.temperature = fs.Float64("temperature", 0, "sampling temperature τ (default: the file's papo.temperature, else 1)")
+	f.lr = fs.Float64("lr", 0, "learning rate η for predicted ΔH (default: the file's papo.lr, else 1)")
+	fs.Var(epsilonFlag{&f.clipLow}, "clip-low", "PPO ε_low: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_low, else none)")
+	fs.Var(epsilonFlag{&f.clipHigh}, "clip-high", "PPO ε_high: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_high, else none)")
+	f.npg = fs.Bool("natural-gradient", false, "use the natural-gradient polarity factor T_npg = −(log π_a + H)")
+	f.quiet = fs.Bool("quiet", false, "no progress bar and no summary table")
+	f.maxBatch = fs.Int64("max-batch-bytes", defaultMaxBatchBytes, "largest record batch of an IPC stream (held in memory whole) and largest buffer of any input; IPC files are memory-mapped and their batches have no cap")
+	return f
+}
+
+// addReweightFlags defines --config and every reweighting parameter's flag on fs.
+func (f *runFlags) addReweightFlags(fs *flag.FlagSet) {
+	f.configPath = fs.String("config", "", "reweighting parameters from a .toml or .json file (flags given on the command line win)")
+	f.cfg.RegisterFlags(fs)
+}
+
+// loadConfig applies --config under the flags typed on the command line (a run that does not
+// reweight uses method none) and validates the result.
+func (f *runFlags) loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer, reweight bool) error {
+	switch {
+	case !reweight:
+		f.cfg.Method = papo.MethodNone
+	case *f.configPath != "":
+		// The file replaces the defaults; parsing the command line again on top of it makes
+		// the flags the user typed win over the file.
+		if err := papo.LoadConfig(*f.configPath, &f.cfg); err != nil {
+			return usagef("--config: %v", err)
+		}
+		if _, err := parseFlags(fs, args, stderr); err != nil {
+			return err
+		}
+	}
+	if err := f.cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// params are the input's parameters (from its schema metadata) with the flags typed on the
+// command line over them.
+func (f *runFlags) params(fs *flag.FlagSet, params polarity.Params) (polarity.Params, error) {
+	if flagWasSet(fs, "temperature") {
+		params.Temperature = *f.temperature
+	}
+	if flagWasSet(fs, "lr") {
+		params.LR = *f.lr
+	}
+	if flagWasSet(fs, "clip-low") {
+		params.ClipLow = f.clipLow
+	}
+	if flagWasSet(fs, "clip-high") {
+		params.ClipHigh = f.clipHigh
+	}
+	params.NaturalGradient = *f.npg
+	if err := params.Validate(); err != nil {
+		return params, usagef("%v", err)
+	}
+	return params, nil
+}
+
 // defaultMaxBatchBytes caps a record batch of an input IPC stream (a pipe, a .arrows file),
 // which must be held in memory whole: 4 GiB, about 7,000 float32 tokens at V = 151,936.
 const defaultMaxBatchBytes = 4 << 30
@@ -57,18 +136,8 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	out := fs.String("o", "", "per-token output: .arrow, .arrows, .parquet, .csv or .jsonl (\"-\": Arrow stream on stdout)")
 	summaryPath := fs.String("summary", "", "per-step summary table output (same formats as -o)")
 	rowStatsPath := fs.String("row-stats", "", "also write each token's row statistics (logit_max, sum_exp_rest, ...; same formats as -o): an input of its own, 48 bytes a token")
-	device := fs.String("device", "auto", "engine: auto (CUDA when papo-cuda finds a device, else CPU), cpu or cuda")
-	threads := fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
-	temperature := fs.Float64("temperature", 0, "sampling temperature τ (default: the file's papo.temperature, else 1)")
-	lr := fs.Float64("lr", 0, "learning rate η for predicted ΔH (default: the file's papo.lr, else 1)")
-	var clipLow, clipHigh float64
-	fs.Var(epsilonFlag{&clipLow}, "clip-low", "PPO ε_low: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_low, else none)")
-	fs.Var(epsilonFlag{&clipHigh}, "clip-high", "PPO ε_high: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_high, else none)")
-	npg := fs.Bool("natural-gradient", false, "use the natural-gradient polarity factor T_npg = −(log π_a + H)")
-	quiet := fs.Bool("quiet", false, "no progress bar and no summary table")
-	maxBatch := fs.Int64("max-batch-bytes", defaultMaxBatchBytes, "largest record batch of an IPC stream (held in memory whole) and largest buffer of any input; IPC files are memory-mapped and their batches have no cap")
-	cfg := papo.DefaultConfig()
-	var statePath, configPath *string
+	rf := addRunFlags(fs)
+	var statePath *string
 	var resetState *bool
 	var history *int
 	var globalPath *string
@@ -79,8 +148,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		history = fs.Int("state-history", papo.DefaultHistory, "steps the run state remembers, so that a step that comes again can roll the run back")
 	}
 	if reweight {
-		configPath = fs.String("config", "", "reweighting parameters from a .toml or .json file (flags given on the command line win)")
-		cfg.RegisterFlags(fs)
+		rf.addReweightFlags(fs)
 	}
 	positional, err := parseFlags(fs, args, env.stderr)
 	if err != nil {
@@ -92,57 +160,31 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	if reweight && *out == "" {
 		return usagef("-o OUT is required")
 	}
-	if reweight {
-		if *configPath != "" {
-			// The file replaces the defaults; parsing the command line again on top of it makes
-			// the flags the user typed win over the file.
-			if err := papo.LoadConfig(*configPath, &cfg); err != nil {
-				return usagef("--config: %v", err)
-			}
-			if _, err := parseFlags(fs, args, env.stderr); err != nil {
-				return err
-			}
-		}
-	} else {
-		cfg.Method = papo.MethodNone
+	if err := rf.loadConfig(fs, args, env.stderr, reweight); err != nil {
+		return err
 	}
-	if err := cfg.Validate(); err != nil {
-		return usagef("%v", err)
-	}
+	cfg := rf.cfg
 
 	in := positional[0]
 	mem := memory.DefaultAllocator
-	engine, err := selectEngine(env, *device, *threads, append([]string{name}, args...))
+	engine, err := selectEngine(env, *rf.device, *rf.threads, append([]string{name}, args...))
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
 
-	if *maxBatch < 1 {
+	if *rf.maxBatch < 1 {
 		return usagef("--max-batch-bytes must be ≥ 1")
 	}
-	r, err := papoio.Open(in, mem, papoio.WithMaxBufferBytes(*maxBatch))
+	r, err := papoio.Open(in, mem, papoio.WithMaxBufferBytes(*rf.maxBatch))
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	meta := r.Meta()
-	params := meta.Params
-	if flagWasSet(fs, "temperature") {
-		params.Temperature = *temperature
-	}
-	if flagWasSet(fs, "lr") {
-		params.LR = *lr
-	}
-	if flagWasSet(fs, "clip-low") {
-		params.ClipLow = clipLow
-	}
-	if flagWasSet(fs, "clip-high") {
-		params.ClipHigh = clipHigh
-	}
-	params.NaturalGradient = *npg
-	if err := params.Validate(); err != nil {
-		return usagef("%v", err)
+	params, err := rf.params(fs, meta.Params)
+	if err != nil {
+		return err
 	}
 
 	// The run state changes only at the end, together with the outputs.
@@ -222,7 +264,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	prog := newProgress(env.stderr, in, *quiet)
+	prog := newProgress(env.stderr, in, *rf.quiet)
 	start := time.Now()
 	var bytesRead int64
 	for r.Next() {
@@ -290,7 +332,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		return err
 	}
 	env.reached("committed")
-	if !*quiet && !partials {
+	if !*rf.quiet && !partials {
 		printSummary(table, sink.Summaries(), reweight, cfg.Method)
 	}
 	secs := elapsed.Seconds()

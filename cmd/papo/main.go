@@ -4,6 +4,7 @@
 //	papo gen      synthetic rollouts (no download)
 //	papo analyze  per-token entropy and polarity, per-step summary
 //	papo reweight PAPO advantage reweighting (and baselines) with restart-safe run state
+//	papo report   a self-contained HTML report with figures, from inputs or outputs
 //	papo serve    the trainer sidecar: requests as Arrow IPC streams over unix/TCP sockets or stdio
 //	papo bench    engine throughput next to the machine's memory bandwidth
 //	papo probe    the CUDA devices this binary can use
@@ -27,6 +28,7 @@ Usage:
   papo analyze  IN [-o OUT] [--summary FILE] [--row-stats FILE] [--device auto|cpu|cuda] [--temperature T] [--lr ETA] [--threads N]
   papo reweight IN -o OUT [--state FILE] [--method papo|clip-cov|kl-cov|steer|entropy-shaping|top-entropy] [flags of analyze]
   papo stats    IN -o PART [reweight flags] (a data-parallel rank's additive per-step partials; sum the ranks' and pass --global-stats to reweight)
+  papo report   IN... -o report.html [--png DIR] [--vocab tokenizer.json] [--top N] [flags of reweight] (figures of one or more runs, methods side by side)
   papo serve    --listen unix:///PATH|tcp://127.0.0.1:PORT|stdio [--state-dir DIR] [--metrics ADDR] [reweight flags]
   papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)
   papo probe    (lists CUDA devices; exit 0 when one is usable)
@@ -88,6 +90,8 @@ func executeIn(env *environment, args []string) (code int) {
 		err = runAnalyze(env, args[1:], "reweight")
 	case "stats":
 		err = runAnalyze(env, args[1:], "stats")
+	case "report":
+		err = runReport(env, args[1:])
 	case "serve":
 		err = runServe(env, args[1:])
 	case "probe":
