@@ -15,14 +15,21 @@ build:
 cuda:
 	$(GO) build -tags cuda -o $(BIN)/papo-cuda ./cmd/papo
 
-# Four steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted.
+# Six steps of synthetic GRPO rollouts over a 151,936-token vocabulary, analyzed and reweighted
+# (PAPO, and STEER on the row statistics analyze writes), then the HTML report of the two
+# reweightings side by side (demo/report.html, its figures as PNG in demo/figures/).
 demo: build
 	@mkdir -p $(DEMO)
 	$(BIN)/papo gen -o $(DEMO)/rollouts.arrow --tokens 384 --steps 6 --seed 7
-	$(BIN)/papo analyze $(DEMO)/rollouts.arrow -o $(DEMO)/polarity.arrow --summary $(DEMO)/summary.csv
+	$(BIN)/papo analyze $(DEMO)/rollouts.arrow -o $(DEMO)/polarity.arrow --summary $(DEMO)/summary.csv \
+		--row-stats $(DEMO)/rowstats.arrow
 	$(BIN)/papo reweight $(DEMO)/rollouts.arrow -o $(DEMO)/reweighted.parquet --state $(DEMO)/state.json --reset-state \
 		--phase-mode target --target-entropy 0.8 --summary $(DEMO)/reweight-summary.csv
-	@echo "outputs in $(DEMO)/"
+	$(BIN)/papo reweight $(DEMO)/rowstats.arrow -o $(DEMO)/steer.parquet --method steer --quiet \
+		--phase-mode target --target-entropy 0.8
+	$(BIN)/papo report $(DEMO)/reweighted.parquet $(DEMO)/steer.parquet -o $(DEMO)/report.html --png $(DEMO)/figures \
+		--phase-mode target --target-entropy 0.8
+	@echo "outputs in $(DEMO)/ (open $(DEMO)/report.html)"
 
 # The JavaScript apache-arrow package (a second Arrow implementation) for the interop tests and
 # the serve client example; the Python client is checked for syntax (pyarrow is not installed).
