@@ -4,7 +4,7 @@ BIN     := bin
 DEMO    := demo
 FUZZTIME ?= 60s
 
-.PHONY: all build cuda demo test test-go test-race fuzz bench roofline vet fmt-check interop-deps kernels check-kernels clean
+.PHONY: all build cuda demo test test-go test-race fuzz bench peers roofline vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
@@ -37,7 +37,7 @@ interop-deps:
 	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null && \
 	npm ci --prefix examples/node --no-audit --no-fund >/dev/null; \
 	else echo "npm not found: the interop and serve tests will be skipped"; fi
-	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py examples/python/papo_stats.py examples/python/papo_ddp.py examples/python/papo_flight.py cmd/papo/testdata/torchstats.py; fi
+	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py examples/python/papo_stats.py examples/python/papo_ddp.py examples/python/papo_flight.py cmd/papo/testdata/torchstats.py bench/peers.py; fi
 
 test: vet fmt-check interop-deps test-go test-race fuzz
 
@@ -46,7 +46,7 @@ test: vet fmt-check interop-deps test-go test-race fuzz
 # only, as on other architectures).
 test-go:
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags noasm ./polarity/... ./run/...
+	$(GO) test -count=1 -tags noasm ./polarity/... ./run/... ./bench
 
 # The race detector on the packages with goroutines: the CPU engine's workers, the CUDA
 # pipeline and its fallback, the run pipeline, the state's lock and journal, the CLI's signal
@@ -73,6 +73,11 @@ roofline:
 bench: build
 	$(GO) test ./polarity -run='^$$' -bench=. -benchtime=5x
 	$(BIN)/papo bench --device cpu
+
+# The roofline, the engine, papo analyze end to end and the peers (PyTorch, NumPy) in one table;
+# appends a dated row per thread count to bench/RESULTS.md (about a minute on 2 cores).
+peers: build
+	$(BIN)/papo bench --peers
 
 kernels:
 	$(MAKE) -C kernels ptx

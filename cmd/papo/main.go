@@ -6,7 +6,7 @@
 //	papo reweight PAPO advantage reweighting (and baselines) with restart-safe run state
 //	papo report   a self-contained HTML report with figures, from inputs or outputs
 //	papo serve    the trainer sidecar: requests as Arrow IPC streams over unix/TCP sockets or stdio
-//	papo bench    engine throughput next to the machine's memory bandwidth
+//	papo bench    engine throughput next to the machine's memory bandwidth, the C roofline and peers
 //	papo probe    the CUDA devices this binary can use
 //
 // Exit status: 0 success, 1 data or runtime error, 2 usage error.
@@ -30,7 +30,7 @@ Usage:
   papo stats    IN -o PART [reweight flags] (a data-parallel rank's additive per-step partials; sum the ranks' and pass --global-stats to reweight)
   papo report   IN... -o report.html [--png DIR] [--vocab tokenizer.json] [--top N] [flags of reweight] (figures of one or more runs, methods side by side)
   papo serve    --listen unix:///PATH|tcp://127.0.0.1:PORT|stdio [--state-dir DIR] [--metrics ADDR] [reweight flags]
-  papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] (engine throughput vs memory bandwidth)
+  papo bench    [--vocab V] [--tokens N] [--dtype LIST] [--device auto|cpu|cuda] [--peers] (engine throughput vs memory bandwidth; --peers: vs the C roofline, PyTorch and NumPy)
   papo probe    (lists CUDA devices; exit 0 when one is usable)
   papo version
 
