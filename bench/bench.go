@@ -126,6 +126,8 @@ type Throughput struct {
 	Seconds      float64 // best pass
 	TokensPerSec float64
 	BytesPerSec  float64
+	// Result is the engine's output of the last pass (for checking it against others').
+	Result polarity.Result
 }
 
 // Run times reps passes of e over w (after one warm-up pass) and keeps the best.
@@ -147,6 +149,6 @@ func Run(ctx context.Context, e polarity.Engine, w *Workload, reps int) (Through
 	rows := w.Batch.Rows()
 	return Throughput{
 		Engine: e.Name(), Dtype: w.Batch.Logits.Dtype, V: w.Batch.Logits.V, Rows: rows, Seconds: best,
-		TokensPerSec: float64(rows) / best, BytesPerSec: float64(w.Bytes()) / best,
+		TokensPerSec: float64(rows) / best, BytesPerSec: float64(w.Bytes()) / best, Result: out,
 	}, nil
 }

@@ -49,11 +49,30 @@ type Report struct {
 	Entries []Entry
 }
 
-// find is the first entry of kind with the given dtype (any if ""), V (any if 0) and threads.
+// ThreadCounts are the thread counts a peers run measures: 1 and all.
+func ThreadCounts(all int) []int {
+	if all <= 1 {
+		return []int{1}
+	}
+	return []int{1, all}
+}
+
+// read is papo's own memory read on threads threads (not a peer's, such as torch.sum).
+func (r *Report) read(threads int) (*Entry, bool) {
+	for i := range r.Entries {
+		e := &r.Entries[i]
+		if e.Kind == Memory && e.Threads == threads && strings.HasPrefix(e.Name, "read") {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// find is the first entry of kind with the given dtype, V and threads.
 func (r *Report) find(kind Kind, dtype string, v, threads int) (*Entry, bool) {
 	for i := range r.Entries {
 		e := &r.Entries[i]
-		if e.Kind == kind && (dtype == "" || e.Dtype == dtype) && (v == 0 || e.V == v) && e.Threads == threads {
+		if e.Kind == kind && e.Dtype == dtype && e.V == v && e.Threads == threads {
 			return e, true
 		}
 	}
@@ -92,7 +111,7 @@ func (r *Report) FractionOfRoofline(e *Entry) (float64, bool) {
 
 // FractionOfRead is e's bytes/s over the memory read on as many threads.
 func (r *Report) FractionOfRead(e *Entry) (float64, bool) {
-	m, ok := r.find(Memory, "", 0, e.Threads)
+	m, ok := r.read(e.Threads)
 	if !ok || e.Kind == Memory || e.BytesPerSec == 0 {
 		return 0, false
 	}
@@ -172,7 +191,7 @@ const recordHeader = `| date | CPU | threads | memory read GB/s | C roofline tok
 // RecordRows are the report's rows for the results table: one per thread count.
 func (r *Report) RecordRows() []string {
 	var rows []string
-	for _, n := range []int{1, r.Threads} {
+	for _, n := range ThreadCounts(r.Threads) {
 		cell := func(kind Kind, dtype string) string {
 			e, ok := r.find(kind, dtype, r.V, n)
 			if !ok {
@@ -195,7 +214,7 @@ func (r *Report) RecordRows() []string {
 			return "–"
 		}
 		read := "–"
-		if m, ok := r.find(Memory, "", 0, n); ok {
+		if m, ok := r.read(n); ok {
 			read = fmt.Sprintf("%.1f", m.BytesPerSec/1e9)
 		}
 		c := "–"
@@ -206,9 +225,6 @@ func (r *Report) RecordRows() []string {
 			r.Date, r.CPU, n, read, c, cell(Engine, "float32"), cell(EndToEnd, "float32"),
 			cell(EndToEnd, "bfloat16"), cell(EndToEnd, "float16"),
 			peer("torch verl-style"), peer("torch TRL-style"), peer("NumPy")))
-		if r.Threads == 1 {
-			break
-		}
 	}
 	return rows
 }

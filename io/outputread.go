@@ -41,7 +41,6 @@ type OutputReader struct {
 	r        *Reader
 	computed [9]int // field index of each of outputColumns
 	batch    *OutputBatch
-	err      error
 }
 
 // isInputSchema reports whether s is an input of papo: it has logits, or the six row
@@ -154,7 +153,7 @@ func (o *OutputReader) Meta() Meta { return o.r.meta }
 func (o *OutputReader) Batch() *OutputBatch { return o.batch }
 
 // Err is the error that ended the iteration, nil at a clean end.
-func (o *OutputReader) Err() error { return o.err }
+func (o *OutputReader) Err() error { return o.r.err }
 
 // Close releases the current batch and the file.
 func (o *OutputReader) Close() error {
@@ -162,62 +161,37 @@ func (o *OutputReader) Close() error {
 	return o.r.Close()
 }
 
-// Next advances to the next non-empty batch; false at the end or on an error (see Err).
+// Next advances to the next non-empty batch; false at the end or on an error (see Err), as
+// Reader.Next: an IPC file cut short is an error, not a shorter output.
 func (o *OutputReader) Next() bool {
 	r := o.r
 	if o.batch != nil {
 		o.batch.Record.Release()
 		o.batch = nil
 	}
-	if o.err != nil || r.closed {
+	rec, idx, ok := r.advance()
+	if !ok {
 		return false
 	}
-	for {
-		idx := r.index
-		rec, err := r.nextRecord()
-		if err != nil {
-			o.err = &InputError{File: r.name, Batch: idx, Row: -1, Msg: "reading the record batch", Err: err}
-			return false
-		}
-		if rec == nil {
-			return false
-		}
-		r.index++
-		if rec.NumRows() == 0 {
-			rec.Release()
-			continue
-		}
-		b, err := o.makeBatch(rec, idx)
-		if err != nil {
-			rec.Release()
-			o.err = err
-			return false
-		}
-		r.rows += rec.NumRows()
-		o.batch = b
-		return true
+	b, err := o.makeBatch(rec, idx)
+	if err != nil {
+		rec.Release()
+		r.err = err
+		return false
 	}
+	r.rows += rec.NumRows()
+	o.batch = b
+	return true
 }
 
 func (o *OutputReader) makeBatch(rec arrow.Record, idx int) (*OutputBatch, error) {
 	r := o.r
 	n := int(rec.NumRows())
 	b := &OutputBatch{Batch: Batch{Index: idx, FirstRow: r.rows, Record: rec, file: r.name, lay: r.lay}}
-	sch := rec.Schema()
-	for i, col := range rec.Columns() {
-		if col.Len() != n {
-			return nil, &InputError{File: r.name, Batch: idx, Row: -1, Column: sch.Field(i).Name,
-				Msg: fmt.Sprintf("column %s has %d rows; the batch has %d", sch.Field(i).Name, col.Len(), n)}
-		}
-		if err := validateData(col.Data(), 0); err != nil {
-			return nil, &InputError{File: r.name, Batch: idx, Row: -1, Column: sch.Field(i).Name,
-				Msg: fmt.Sprintf("column %s is corrupt: %v", sch.Field(i).Name, err)}
-		}
+	if err := r.checkColumns(rec, idx); err != nil {
+		return nil, err
 	}
-	rowErr := func(col string, row int, format string, args ...any) error {
-		return &InputError{File: r.name, Batch: idx, Row: row, Global: b.FirstRow + int64(row), Column: col,
-			Msg: fmt.Sprintf(format, args...)}
-	}
+	rowErr := r.rowErrors(idx, b.FirstRow)
 	if _, err := r.scalarColumns(rec, &b.Batch, 0, rowErr); err != nil {
 		return nil, err
 	}

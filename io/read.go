@@ -440,8 +440,34 @@ func (r *Reader) releaseBatch() {
 // error (see Err). The previous batch's Record is released.
 func (r *Reader) Next() bool {
 	r.releaseBatch()
-	if r.err != nil || r.done || r.closed {
+	rec, idx, ok := r.advance()
+	if !ok {
 		return false
+	}
+	if r.noContract {
+		rec.Release()
+		r.err = &InputError{File: r.name, Batch: idx, Row: -1, Msg: "this input carries metadata only " +
+			"and must have no record batches; it has one"}
+		return false
+	}
+	b, err := r.makeBatch(rec, idx)
+	if err != nil {
+		rec.Release()
+		r.err = err
+		return false
+	}
+	r.rows += rec.NumRows()
+	r.batch = b
+	return true
+}
+
+// advance returns the next non-empty record batch (owned by the caller) and its index, or false
+// at the end of the input or on an error, which it sets as r.err: a read that fails, and an IPC
+// file without a valid footer (cut short), whose batches were read as a stream. Reader.Next and
+// OutputReader.Next both read through it.
+func (r *Reader) advance() (arrow.Record, int, bool) {
+	if r.err != nil || r.done || r.closed {
+		return nil, 0, false
 	}
 	for {
 		idx := r.index
@@ -458,7 +484,7 @@ func (r *Reader) Next() bool {
 				msg = "the IPC file has no valid footer (it is truncated or corrupt); reading its record batch"
 			}
 			r.err = &InputError{File: r.name, Batch: idx, Row: -1, Msg: msg, Err: err}
-			return false
+			return nil, idx, false
 		}
 		if rec == nil {
 			r.done = true
@@ -467,28 +493,42 @@ func (r *Reader) Next() bool {
 					Msg: fmt.Sprintf("the IPC file ends after %d record batches without a valid footer: "+
 						"it is truncated or its footer is corrupt; the footer", idx)}
 			}
-			return false
+			return nil, idx, false
 		}
 		r.index++
 		if rec.NumRows() == 0 {
 			rec.Release()
 			continue
 		}
-		if r.noContract {
-			rec.Release()
-			r.err = &InputError{File: r.name, Batch: idx, Row: -1, Msg: "this input carries metadata only " +
-				"and must have no record batches; it has one"}
-			return false
+		return rec, idx, true
+	}
+}
+
+// checkColumns checks that every column of record batch idx has the batch's rows and sound
+// buffers (offsets, lengths, bitmaps), before any of its values is read.
+func (r *Reader) checkColumns(rec arrow.Record, idx int) error {
+	n, sch := rec.NumRows(), rec.Schema()
+	for i, col := range rec.Columns() {
+		name := sch.Field(i).Name
+		msg := ""
+		if int64(col.Len()) != n {
+			msg = fmt.Sprintf("column %s has %d rows; the batch has %d", name, col.Len(), n)
+		} else if err := validateData(col.Data(), 0); err != nil {
+			msg = fmt.Sprintf("column %s is corrupt: %v", name, err)
 		}
-		b, err := r.makeBatch(rec, idx)
-		if err != nil {
-			rec.Release()
-			r.err = err
-			return false
+		if msg != "" {
+			return &InputError{File: r.name, Batch: idx, Row: -1, Column: name, Msg: msg}
 		}
-		r.rows += rec.NumRows()
-		r.batch = b
-		return true
+	}
+	return nil
+}
+
+// rowErrors makes the errors of rows of record batch idx, whose first row is row first of the
+// input.
+func (r *Reader) rowErrors(idx int, first int64) func(col string, row int, format string, args ...any) error {
+	return func(col string, row int, format string, args ...any) error {
+		return &InputError{File: r.name, Batch: idx, Row: row, Global: first + int64(row), Column: col,
+			Msg: fmt.Sprintf(format, args...)}
 	}
 }
 
@@ -541,21 +581,12 @@ func (r *Reader) makeBatch(rec arrow.Record, idx int) (*Batch, error) {
 	lay := r.lay
 	n := int(rec.NumRows())
 	b := &Batch{Index: idx, FirstRow: r.rows, Record: rec, file: r.name, lay: lay}
-	sch := rec.Schema()
+	if err := r.checkColumns(rec, idx); err != nil {
+		return nil, err
+	}
+	rowErr := r.rowErrors(idx, b.FirstRow)
 	batchErr := func(col string, format string, args ...any) error {
 		return &InputError{File: r.name, Batch: idx, Row: -1, Column: col, Msg: fmt.Sprintf(format, args...)}
-	}
-	rowErr := func(col string, row int, format string, args ...any) error {
-		return &InputError{File: r.name, Batch: idx, Row: row, Global: b.FirstRow + int64(row), Column: col,
-			Msg: fmt.Sprintf(format, args...)}
-	}
-	for i, col := range rec.Columns() {
-		if col.Len() != n {
-			return nil, batchErr(sch.Field(i).Name, "column %s has %d rows; the batch has %d", sch.Field(i).Name, col.Len(), n)
-		}
-		if err := validateData(col.Data(), 0); err != nil {
-			return nil, batchErr(sch.Field(i).Name, "column %s is corrupt: %v", sch.Field(i).Name, err)
-		}
 	}
 
 	if lay.stats != nil {

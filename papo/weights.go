@@ -290,7 +290,7 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 		topEntropyWeights(c.TopEntropy, tok, w64)
 	}
 
-	st := WeightStats{Scale: 1}
+	scale := 1.0
 	if additive {
 		// Ã is the method's output; the weight column is Ã/A (1 where A = 0 or the token is
 		// not weighted).
@@ -329,44 +329,67 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 			}
 		}
 		if absW > 0 && abs > 0 {
-			st.Scale = abs / absW
+			scale = abs / absW
 			for i := 0; i < n; i++ {
 				if tok.weighted(i) {
-					w64[i] *= st.Scale
+					w64[i] *= scale
 					reweighted[i] = w64[i] * tok.Advantage[i]
 				}
 			}
 		}
 	}
 
-	st.WeightMin, st.WeightMax = math.Inf(1), math.Inf(-1)
-	var sumW float64
+	acc := WeightAccumulator{}
 	for i := 0; i < n; i++ {
 		weight[i] = float32(w64[i])
 		if !tok.weighted(i) {
 			weight[i], reweighted[i] = 1, tok.Advantage[i]
 			continue
 		}
-		w := w64[i]
-		st.Weighted++
-		sumW += w
-		st.WeightMin = math.Min(st.WeightMin, w)
-		st.WeightMax = math.Max(st.WeightMax, w)
-		if reweighted[i] != tok.Advantage[i] {
-			st.Changed++
-		}
-		st.SumAbsAdvantage += math.Abs(tok.Advantage[i])
-		st.SumAbsReweighted += math.Abs(reweighted[i])
+		d := 0.0
 		if tok.PredictedDeltaH != nil {
-			d := float64(tok.PredictedDeltaH[i])
-			st.SumPredictedDeltaH += d
-			st.SumWeightedPredictedDeltaH += w * d
+			d = float64(tok.PredictedDeltaH[i])
 		}
+		acc.Add(w64[i], tok.Advantage[i], reweighted[i], d, reweighted[i] != tok.Advantage[i])
 	}
+	return acc.Stats(scale)
+}
+
+// WeightAccumulator gathers a step's WeightStats one weighted token at a time: Apply's, and a
+// replay of a written output's (run.Replay).
+type WeightAccumulator struct {
+	st   WeightStats
+	sumW float64
+}
+
+// Add counts one weighted token: its weight w, advantage a, reweighted advantage ã, predicted
+// entropy change dH (0 where there is none), and whether the method changed its advantage.
+func (acc *WeightAccumulator) Add(w, a, reweighted, dH float64, changed bool) {
+	st := &acc.st
+	if st.Weighted == 0 {
+		st.WeightMin, st.WeightMax = w, w
+	}
+	st.Weighted++
+	acc.sumW += w
+	st.WeightMin, st.WeightMax = math.Min(st.WeightMin, w), math.Max(st.WeightMax, w)
+	if changed {
+		st.Changed++
+	}
+	st.SumAbsAdvantage += math.Abs(a)
+	st.SumAbsReweighted += math.Abs(reweighted)
+	st.SumPredictedDeltaH += dH
+	st.SumWeightedPredictedDeltaH += w * dH
+}
+
+// Stats are the step's statistics with the renormalization factor scale; minimum, mean and
+// maximum weight are 1 when no token was weighted.
+func (acc *WeightAccumulator) Stats(scale float64) WeightStats {
+	st := acc.st
+	st.Scale = scale
 	if st.Weighted == 0 {
 		st.WeightMin, st.WeightMean, st.WeightMax = 1, 1, 1
 	} else {
-		st.WeightMean = sumW / float64(st.Weighted)
+		st.WeightMean = acc.sumW / float64(st.Weighted)
 	}
 	return st
 }

@@ -2,7 +2,6 @@ package run
 
 import (
 	"fmt"
-	"math"
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
@@ -24,8 +23,7 @@ type Replay struct {
 	cur      int64
 	haveStep bool
 	stats    polarity.StepStats
-	weights  papo.WeightStats
-	sumW     float64
+	weights  papo.WeightAccumulator
 	rows     int64
 	steps    int
 	err      error
@@ -78,27 +76,13 @@ func (p *Replay) add(b *papoio.OutputBatch) error {
 // rowsOf folds rows [lo, hi) of b into the step's sums and hands them to the Sink.
 func (p *Replay) rowsOf(b *papoio.OutputBatch, lo, hi int) error {
 	p.stats.Add(&b.Input, &b.Result, lo, hi)
-	ws := &p.weights
 	for i := lo; i < hi; i++ {
 		if !b.Input.Trained(i) || !b.Input.HasAdvantage(i) {
 			continue
 		}
-		w := float64(b.Weight[i])
-		if ws.Weighted == 0 {
-			ws.WeightMin, ws.WeightMax = w, w
-		}
-		ws.Weighted++
-		ws.WeightMin, ws.WeightMax = math.Min(ws.WeightMin, w), math.Max(ws.WeightMax, w)
-		p.sumW += w
 		// Ã is stored as float32: compare at that precision (a float64 A passes through as is).
-		if float32(b.Reweighted[i]) != float32(b.Input.Advantage[i]) {
-			ws.Changed++
-		}
-		d := float64(b.Result.PredictedDeltaH[i])
-		ws.SumPredictedDeltaH += d
-		ws.SumWeightedPredictedDeltaH += w * d
-		ws.SumAbsAdvantage += math.Abs(b.Input.Advantage[i])
-		ws.SumAbsReweighted += math.Abs(b.Reweighted[i])
+		changed := float32(b.Reweighted[i]) != float32(b.Input.Advantage[i])
+		p.weights.Add(float64(b.Weight[i]), b.Input.Advantage[i], b.Reweighted[i], float64(b.Result.PredictedDeltaH[i]), changed)
 	}
 	pass := b.Record.NewSlice(int64(lo), int64(hi))
 	defer pass.Release()
@@ -111,19 +95,13 @@ func (p *Replay) rowsOf(b *papoio.OutputBatch, lo, hi int) error {
 // flush ends the step: the phase detector sees its entropy, the Sink its report.
 func (p *Replay) flush() error {
 	defer func() {
-		p.stats, p.weights, p.sumW = polarity.StepStats{}, papo.WeightStats{}, 0
+		p.stats, p.weights = polarity.StepStats{}, papo.WeightAccumulator{}
 	}()
 	ph, err := p.rw.Observe(p.cur, papo.EntropySum{Sum: p.stats.SumEntropy, Tokens: p.stats.Tokens})
 	if err != nil {
 		return fmt.Errorf("%s: step %d: %w", p.name, p.cur, err)
 	}
-	ws := p.weights
-	ws.Scale = 1
-	if ws.Weighted == 0 {
-		ws.WeightMin, ws.WeightMean, ws.WeightMax = 1, 1, 1
-	} else {
-		ws.WeightMean = p.sumW / float64(ws.Weighted)
-	}
+	ws := p.weights.Stats(1)
 	sr := papo.StepResult{Step: p.cur, Tokens: ph.Tokens, MeanEntropy: ph.MeanEntropy, EMA: ph.EMA, Phase: ph.Phi,
 		Rollback: ph.Rollback, WeightStats: ws}
 	s := &p.stats

@@ -32,12 +32,7 @@ type peersConfig struct {
 }
 
 // threadCounts is 1 and all threads.
-func (c *peersConfig) threadCounts() []int {
-	if c.threads == 1 {
-		return []int{1}
-	}
-	return []int{1, c.threads}
-}
+func (c *peersConfig) threadCounts() []int { return bench.ThreadCounts(c.threads) }
 
 // runBenchPeers implements `papo bench --peers`: the roofline, papo's CPU engine and papo
 // analyze end to end, and the peers trainers run today, in one table.
@@ -88,8 +83,7 @@ func runBenchPeers(ctx context.Context, env *environment, c peersConfig) error {
 				}
 				tp, err := bench.Run(ctx, e, w, c.reps)
 				if err == nil && v == r.V && d == polarity.Float32 && peerWork == nil {
-					peerWork = w
-					err = e.Compute(ctx, &w.Batch, w.Params, &ours)
+					peerWork, ours = w, tp.Result
 				}
 				e.Close()
 				if err != nil {
