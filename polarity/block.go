@@ -43,7 +43,7 @@ type blockSums struct {
 //   - Rest excludes exactly one element attaining Max (other ties each add e^0 = 1), so that the
 //     caller keeps s0 = 1 + Rest and takes log1p(Rest): on a peaked row Rest ≈ 1e-10 would be
 //     lost in a float32 sum that included the 1.
-//   - Partial sums in float64 (as here and in the AVX2 variant); float32 lanes would add a
+//   - Partial sums in float64 (as here and in the assembly variants); float32 lanes would add a
 //     relative error of up to n·2^-24 for n terms per lane (~√n·2^-24 typical).
 //
 // The caller merges the block state into the row's float64 Sums (M = Max/τ in float64).

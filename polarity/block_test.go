@@ -75,9 +75,11 @@ func TestBlockExponential(t *testing.T) {
 	}
 	t.Logf("largest relative error: e^v %.2f·2^-24, e^2v %.2f·2^-24", worst/ulp32, worst2/ulp32)
 
-	// Each assembly kernel's exponential, through blocks {0, v1, …, v7}: Rest = Σ e^{v_i} and
+	// Each assembly kernel's exponential, through blocks {0, v1, …, v15} (one vector of the widest
+	// kernel, so that no kernel hands the block to the Go loop): Rest = Σ e^{v_i} and
 	// S3 = Σ e^{2v_i}·v_i, sums of same-sign terms (S2 would hide Σ e^{2v_i} behind the max's 1),
-	// so within the same 3 and 7·2^-24 (one term a lane: no float32 lane sum rounds).
+	// so within the same 3 and 7·2^-24 (one term a lane: no float32 lane sum rounds). Below the
+	// cutoffs the terms are exactly 0.
 	for _, k := range Kernels()[1:] {
 		t.Run(k.String(), func(t *testing.T) { testKernelExponential(t, rng, k) })
 	}
@@ -86,10 +88,10 @@ func TestBlockExponential(t *testing.T) {
 func testKernelExponential(t *testing.T, rng *rand.Rand, k Kernel) {
 	accumulate := newBlockKernel(k, 1).accumulate
 	worst, worst2 := 0.0, 0.0
-	x := make([]float32, 8)
-	for range 200_000 {
+	x := make([]float32, 16)
+	for range 100_000 {
 		var want, want3 float64
-		for j := 1; j < 8; j++ {
+		for j := 1; j < len(x); j++ {
 			x[j] = float32(-90 * rng.Float64())
 			v := float64(x[j])
 			want += math.Exp(v)
@@ -111,6 +113,24 @@ func testKernelExponential(t *testing.T, rng *rand.Rand, k Kernel) {
 		}
 	}
 	t.Logf("%v: largest relative error: Σe^v %.2f·2^-24, Σe^2v·v %.2f·2^-24", k, worst/ulp32, worst2/ulp32)
+
+	// v in [−86, −44): e^{v} counts, e^{2v} is exactly 0 (S2 is the max's 1, S3 = 0); v ≤ −87:
+	// both are 0 (Rest = 0).
+	for _, c := range []struct {
+		lo, hi float64
+		rest   bool
+	}{{-86, -44, true}, {-120, -87, false}} {
+		for range 1000 {
+			x[0] = 0
+			for j := 1; j < len(x); j++ {
+				x[j] = float32(c.lo + (c.hi-c.lo)*rng.Float64())
+			}
+			bs := accumulate(x)
+			if bs.S2 != 1 || bs.S3 != 0 || (bs.Rest > 0) != c.rest || bs.Rest < 0 {
+				t.Fatalf("%v: block %v: %+v, want S2 = 1, S3 = 0 and Rest %s", k, x, bs, map[bool]string{true: "> 0", false: "= 0"}[c.rest])
+			}
+		}
+	}
 }
 
 // blockCase is a named generator of raw logits for block tests.

@@ -18,6 +18,7 @@
 //
 // NewCPU's engine spreads rows over goroutines and runs each row through a Kernel's block sums
 // over blocks of 4,096 logits (block.go states the contract): the pure-Go loop everywhere, and
-// an AVX2+FMA assembly kernel chosen at run time on amd64 (kernel_amd64.s; the noasm build tag
-// leaves it out). Kernels lists what a build and processor run; PAPO_CPU_KERNEL forces one.
+// AVX2+FMA and AVX-512F assembly kernels chosen at run time on amd64 (kernel_amd64.s; the noasm
+// build tag leaves them out). Kernels lists what a build and processor run; PAPO_CPU_KERNEL
+// forces one.
 package polarity

@@ -19,11 +19,21 @@ import (
 // the data-error rows) through the CPU engine with one thread and with three (more workers
 // than cores exercises the hand-out of rows), against the float64 reference within
 // polaritytest's tolerances at CPURel = 2e-6 of each quantity's natural scale (the engines'
-// shared contract is Rel = 3e-5; go test -v prints the accuracy measured per row kind).
+// shared contract is Rel = 3e-5; go test -v prints the accuracy measured per row kind). Every
+// kernel this build and processor run (polarity.Kernels: the pure-Go one, AVX2+FMA, AVX-512F) is
+// forced in turn.
 func TestCPUEngineTable(t *testing.T) {
 	seed := polaritytest.Seed(t)
-	for _, threads := range []int{1, 3} {
-		polaritytest.CheckEngineRel(t, polarity.NewCPU(threads), seed, polaritytest.CPURel)
+	for _, k := range polarity.Kernels() {
+		t.Run(k.String(), func(t *testing.T) {
+			for _, threads := range []int{1, 3} {
+				e, err := polarity.NewCPUKernel(threads, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				polaritytest.CheckEngineRel(t, e, seed, polaritytest.CPURel)
+			}
+		})
 	}
 }
 

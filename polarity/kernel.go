@@ -13,11 +13,12 @@ import (
 type Kernel int
 
 const (
-	KernelGo   Kernel = iota // pure Go, every platform
-	KernelAVX2               // amd64 with AVX2, FMA and F16C (kernel_amd64.s)
+	KernelGo     Kernel = iota // pure Go, every platform
+	KernelAVX2                 // amd64 with AVX2, FMA and F16C (kernel_amd64.s)
+	KernelAVX512               // amd64 with AVX-512F and POPCNT (kernel_amd64.s)
 )
 
-var kernelNames = [...]string{KernelGo: "go", KernelAVX2: "avx2+fma"}
+var kernelNames = [...]string{KernelGo: "go", KernelAVX2: "avx2+fma", KernelAVX512: "avx512f"}
 
 func (k Kernel) String() string {
 	if k < 0 || int(k) >= len(kernelNames) {
@@ -39,7 +40,7 @@ func Kernels() []Kernel {
 }
 
 // BestKernel is the fastest kernel this build and processor run, unless the environment
-// variable PAPO_CPU_KERNEL names another one (go, avx2+fma; for comparisons and debugging).
+// variable PAPO_CPU_KERNEL names another one (go, avx2+fma, avx512f; for comparisons and debugging).
 func BestKernel() (Kernel, error) {
 	ks := Kernels()
 	name := os.Getenv("PAPO_CPU_KERNEL")
@@ -65,7 +66,7 @@ type blockKernel struct {
 func newBlockKernel(k Kernel, invTau float64) *blockKernel {
 	b := &blockKernel{kernel: k, invTau: invTau}
 	if k != KernelGo {
-		b.asm.init(invTau)
+		b.asm.init(k, invTau)
 	}
 	return b
 }
@@ -83,7 +84,7 @@ func (b *blockKernel) decodeFloat16(dst []float32, src []uint16) {
 		decodeFloat16Generic(dst, src)
 		return
 	}
-	asmDecodeFloat16(dst, src)
+	b.asm.decodeFloat16(dst, src)
 }
 
 func (b *blockKernel) decodeBFloat16(dst []float32, src []uint16) {
@@ -91,5 +92,5 @@ func (b *blockKernel) decodeBFloat16(dst []float32, src []uint16) {
 		decodeBFloat16Generic(dst, src)
 		return
 	}
-	asmDecodeBFloat16(dst, src)
+	b.asm.decodeBFloat16(dst, src)
 }

@@ -8,9 +8,11 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// The AVX2+FMA kernel (kernel_amd64.s), for processors with AVX2, FMA and F16C.
+// The AVX2+FMA kernel (kernel_amd64.s), for processors with AVX2, FMA and F16C, and the AVX-512F
+// kernel, the same arithmetic in sixteen lanes with its constants in registers and its cutoffs
+// as opmasks (for processors with AVX-512F and POPCNT).
 //
-// It keeps accumulateBlockGeneric's contract with float32 arithmetic throughout, eight logits
+// Each keeps accumulateBlockGeneric's contract with float32 arithmetic throughout, eight logits
 // at a time, and is accurate as follows (TestBlockExponential, TestBlockAgainstFloat64):
 //
 //   - s = x − Max is exact as the float32 pair s + err (Knuth's TwoSum), so v carries no
@@ -22,8 +24,8 @@ import (
 //     3·2^-24 relative and e^{2v} = e^{v}·e^{v} within 7·2^-24, as for the generic kernel.
 //   - e^{v} is 0 where v ≤ −86.5 (e^{v} < 2^-124.8) and e^{2v} where v ≤ −43.5 (e^{2v} <
 //     2^-125.5): no subnormal reaches the arithmetic and −Inf contributes exactly 0.
-//   - The sums run in float32 lanes for 64 logits (eight terms a lane), then are widened to
-//     float64: the lane sums add at most 7·2^-24 relative (a sum of eight same-sign terms),
+//   - The sums run in float32 lanes for 64 logits (AVX-512: 128), eight terms a lane, then are
+//     widened to float64: the lane sums add at most 7·2^-24 relative (a sum of eight same-sign terms),
 //     which is what float32 accumulation costs and float64 lanes (half the width) would not.
 //   - Elements equal to Max (v = +0) are counted, not summed, as in the generic kernel, so
 //     Rest keeps its relative precision on peaked rows.
@@ -36,6 +38,8 @@ func kernelSupported(k Kernel) bool {
 		return true
 	case KernelAVX2:
 		return cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	case KernelAVX512:
+		return cpu.X86.HasAVX512F && cpu.X86.HasPOPCNT
 	}
 	return false
 }
@@ -62,18 +66,19 @@ type avx2Params struct {
 	NegLn2Rest   [8]float32
 }
 
-// avx2Sums is what sumsAVX2 writes: the float64 lane sums of e, e·v, e², e²·v, and the count
-// of elements equal to the block maximum per lane.
-type avx2Sums struct {
-	S    [4][4]float64
-	Ties [8]int32
+// asmSums is what the sums kernels write: the float64 lane sums of e, e·v, e², e²·v (the AVX2
+// kernel fills lanes 0–3), and the count of elements equal to the block maximum (per lane for
+// AVX2; the AVX-512 kernel writes its total to Ties[0]). Lanes a kernel does not write stay 0.
+type asmSums struct {
+	S    [4][8]float64
+	Ties [16]int32
 }
 
 //go:noescape
-func sumsAVX2(x *float32, n int, p *avx2Params, out *avx2Sums, unitTau bool)
+func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
 
 //go:noescape
-func maxAVX2(x *float32, n int, lanes *[8]float32)
+func maxAVX2(x *float32, n int, lanes *[16]float32)
 
 //go:noescape
 func decodeFloat16F16C(dst *float32, src *uint16, n int)
@@ -81,13 +86,26 @@ func decodeFloat16F16C(dst *float32, src *uint16, n int)
 //go:noescape
 func decodeBFloat16AVX2(dst *float32, src *uint16, n int)
 
-// asmState is the AVX2 kernel's per-worker state.
+//go:noescape
+func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+
+//go:noescape
+func maxAVX512(x *float32, n int, lanes *[16]float32)
+
+//go:noescape
+func decodeFloat16AVX512(dst *float32, src *uint16, n int)
+
+//go:noescape
+func decodeBFloat16AVX512(dst *float32, src *uint16, n int)
+
+// asmState is an assembly kernel's per-worker state.
 type asmState struct {
 	p       avx2Params
 	unitTau bool
+	wide    bool // the AVX-512 kernel (sixteen lanes), else AVX2 (eight)
 }
 
-func fill[T any](a *[8]T, v T) {
+func fill[T any](a []T, v T) {
 	for i := range a {
 		a[i] = v
 	}
@@ -96,40 +114,49 @@ func fill[T any](a *[8]T, v T) {
 // minimax coefficients of e^r (kernel_amd64.go's comment), float32 bits.
 var expPoly = [...]uint32{0x3efffffe, 0x3e2aaa06, 0x3d2aac20, 0x3c093726, 0x3ab5706f} // C2 … C6
 
-func (a *asmState) init(invTau float64) {
+func (a *asmState) init(k Kernel, invTau float64) {
+	a.wide = k == KernelAVX512
 	p := &a.p
 	tau := 1 / invTau
 	a.unitTau = invTau == 1
-	fill(&p.Log2e, float32(math.Log2E*invTau))
+	fill(p.Log2e[:], float32(math.Log2E*invTau))
 	clamp, c2 := float32(asmCutoff*tau), float32(asmCutoff2*tau)
-	fill(&p.Clamp, clamp)
-	fill(&p.T1, int32(math.Float32bits(clamp))-1)
-	fill(&p.T2, int32(math.Float32bits(c2))-1)
-	fill(&p.Magic, 0x1.8p23+127)
+	fill(p.Clamp[:], clamp)
+	fill(p.T1[:], int32(math.Float32bits(clamp))-1)
+	fill(p.T2[:], int32(math.Float32bits(c2))-1)
+	fill(p.Magic[:], 0x1.8p23+127)
 	hi := float32(math.Ln2)
-	fill(&p.NegLn2Hi, -hi)
-	fill(&p.NegLn2Lo, -float32(math.Ln2-float64(hi)))
+	fill(p.NegLn2Hi[:], -hi)
+	fill(p.NegLn2Lo[:], -float32(math.Ln2-float64(hi)))
 	short := math.Float32frombits(math.Float32bits(hi) &^ 0xff)
-	fill(&p.NegLn2Short, -short)
-	fill(&p.NegLn2Rest, -float32(math.Ln2-float64(short)))
+	fill(p.NegLn2Short[:], -short)
+	fill(p.NegLn2Rest[:], -float32(math.Ln2-float64(short)))
 	for i, c := range []*[8]float32{&p.C2, &p.C3, &p.C4, &p.C5, &p.C6} {
-		fill(c, math.Float32frombits(expPoly[i]))
+		fill(c[:], math.Float32frombits(expPoly[i]))
 	}
-	fill(&p.One, 1)
+	fill(p.One[:], 1)
 	th := float32(invTau)
-	fill(&p.TauHi, th)
-	fill(&p.TauLo, float32(invTau-float64(th)))
+	fill(p.TauHi[:], th)
+	fill(p.TauLo[:], float32(invTau-float64(th)))
 }
 
 func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
-	n := len(x) &^ 7
+	width := 8
+	if a.wide {
+		width = 16
+	}
+	n := len(x) &^ (width - 1)
 	if n == 0 {
 		return accumulateBlockGeneric(x, invTau)
 	}
 	ninf := float32(math.Inf(-1))
-	var lanes [8]float32
-	fill(&lanes, ninf)
-	maxAVX2(&x[0], n, &lanes)
+	var lanes [16]float32
+	fill(lanes[:], ninf)
+	if a.wide { // direct calls: through a func value, lanes and out would escape to the heap
+		maxAVX512(&x[0], n, &lanes)
+	} else {
+		maxAVX2(&x[0], n, &lanes)
+	}
 	mx := ninf
 	for _, z := range lanes {
 		mx = max(mx, z)
@@ -150,15 +177,16 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 		}
 		return blockSums{Max: mx}
 	}
-	fill(&a.p.M, mx)
-	fill(&a.p.NegM, -mx)
-	var out avx2Sums
-	sumsAVX2(&x[0], n, &a.p, &out, a.unitTau)
+	fill(a.p.M[:], mx)
+	fill(a.p.NegM[:], -mx)
+	var out asmSums
+	a.sums(&x[0], n, &out)
 	var s [4]float64
 	ties := 0
-	add := func(o *avx2Sums) {
+	add := func(o *asmSums) {
 		for k := range s {
-			s[k] += (o.S[k][0] + o.S[k][1]) + (o.S[k][2] + o.S[k][3])
+			l := &o.S[k]
+			s[k] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 		}
 		for _, t := range o.Ties {
 			ties += int(t)
@@ -166,10 +194,11 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	}
 	add(&out)
 	if n < len(x) { // the tail, padded with −Inf (which contributes exactly 0)
-		var tail [8]float32
-		fill(&tail, ninf)
+		var tail [16]float32
+		fill(tail[:], ninf)
 		copy(tail[:], x[n:])
-		sumsAVX2(&tail[0], 8, &a.p, &out, a.unitTau)
+		out = asmSums{}
+		a.sums(&tail[0], width, &out)
 		add(&out)
 	}
 	bs := blockSums{Max: mx, Rest: s[0] + float64(ties-1), S1: s[1], S2: s[2] + float64(ties), S3: s[3]}
@@ -179,18 +208,35 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	return bs
 }
 
-func asmDecodeFloat16(dst []float32, src []uint16) {
-	decodeBulk(dst, src, decodeFloat16F16C, decodeFloat16Generic)
+func (a *asmState) sums(x *float32, n int, out *asmSums) {
+	if a.wide {
+		sumsAVX512(x, n, &a.p, out, a.unitTau)
+	} else {
+		sumsAVX2(x, n, &a.p, out, a.unitTau)
+	}
 }
 
-func asmDecodeBFloat16(dst []float32, src []uint16) {
-	decodeBulk(dst, src, decodeBFloat16AVX2, decodeBFloat16Generic)
+func (a *asmState) decodeFloat16(dst []float32, src []uint16) {
+	if a.wide {
+		decodeBulk(dst, src, 16, decodeFloat16AVX512, decodeFloat16Generic)
+	} else {
+		decodeBulk(dst, src, 8, decodeFloat16F16C, decodeFloat16Generic)
+	}
 }
 
-// decodeBulk converts the multiple-of-8 head of src with the assembly loop and the rest in Go.
-func decodeBulk(dst []float32, src []uint16, head func(*float32, *uint16, int), tail func([]float32, []uint16)) {
+func (a *asmState) decodeBFloat16(dst []float32, src []uint16) {
+	if a.wide {
+		decodeBulk(dst, src, 16, decodeBFloat16AVX512, decodeBFloat16Generic)
+	} else {
+		decodeBulk(dst, src, 8, decodeBFloat16AVX2, decodeBFloat16Generic)
+	}
+}
+
+// decodeBulk converts the multiple-of-width head of src with the assembly loop and the rest in
+// Go.
+func decodeBulk(dst []float32, src []uint16, width int, head func(*float32, *uint16, int), tail func([]float32, []uint16)) {
 	src = src[:len(dst)]
-	n := len(dst) &^ 7
+	n := len(dst) &^ (width - 1)
 	if n > 0 {
 		head(&dst[0], &src[0], n)
 	}

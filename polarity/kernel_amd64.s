@@ -121,7 +121,8 @@
 	FLUSH1(Y7, X7, Y12); \
 	FLUSH1(Y8, X8, Y13)
 
-// func sumsAVX2(x *float32, n int, p *avx2Params, out *avx2Sums, unitTau bool)
+// func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+// Writes lanes 0–3 of each out.S and Ties[0:8].
 TEXT ·sumsAVX2(SB), NOSPLIT, $0-33
 	MOVQ    x+0(FP), SI
 	MOVQ    n+8(FP), CX
@@ -192,15 +193,15 @@ tau8:
 done:
 	FLUSH
 	VMOVUPD Y10, 0(DX)
-	VMOVUPD Y11, 32(DX)
-	VMOVUPD Y12, 64(DX)
-	VMOVUPD Y13, 96(DX)
-	VMOVDQU Y9, 128(DX)
+	VMOVUPD Y11, 64(DX)
+	VMOVUPD Y12, 128(DX)
+	VMOVUPD Y13, 192(DX)
+	VMOVDQU Y9, 256(DX)
 	VZEROUPPER
 	RET
 
-// func maxAVX2(x *float32, n int, lanes *[8]float32)
-// The lane maxima of x (n a multiple of 8) folded into lanes (which the caller fills with
+// func maxAVX2(x *float32, n int, lanes *[16]float32)
+// The lane maxima of x (n a multiple of 8) folded into lanes[0:8] (which the caller fills with
 // −Inf). A NaN is passed over: VMAXPS keeps its second source, the running maximum, when the
 // first is NaN.
 TEXT ·maxAVX2(SB), NOSPLIT, $0-24
@@ -284,5 +285,297 @@ bf16loop:
 	JMP       bf16loop
 
 bf16done:
+	VZEROUPPER
+	RET
+
+// The AVX-512F kernel: the AVX2 kernel's arithmetic, sixteen lanes at a time, with every
+// constant held in a register (32 of them) and the cutoffs and ties as opmasks. Registers:
+// Z0–Z4 temporaries; Z5–Z8 the float32 lane sums of e, e·v, e², e²·v; Z10–Z13 the float64
+// sums (eight lanes each); Z9 and Z14–Z31 the constants of avx2Params, broadcast from its
+// first lane; K1 and K2 the lanes kept for e and e² (s above the cutoffs, s ≠ +0), K3 the lanes
+// equal to the block maximum, counted in R8; SI the logits, DI the parameters.
+
+#define zNegLn2Rest Z9
+#define zClamp Z14
+#define zM Z15
+#define zNegM Z16
+#define zLog2e Z17
+#define zT1 Z18
+#define zT2 Z19
+#define zMagic Z20
+#define zNegLn2Hi Z21
+#define zNegLn2Lo Z22
+#define zC6 Z23
+#define zC5 Z24
+#define zC4 Z25
+#define zC3 Z26
+#define zC2 Z27
+#define zOne Z28
+#define zTauHi Z29
+#define zTauLo Z30
+#define zNegLn2Short Z31
+
+// ZTWOSUM, ZNROUND: TWOSUM and NROUND in sixteen lanes (x in Z0; s in Z1, its error in Z2,
+// n in Z3, 2^n as bits in Z0); then the masks of s: K1 = bits(s) ≤ T1 (e kept), K2 = bits(s)
+// ≤ T2 (e² kept), both false at s = +0, which K3 marks and R8 counts.
+#define ZTWOSUM \
+	VSUBPS      zM, Z0, Z1;      \
+	VSUBPS      Z0, Z1, Z2;      \
+	VSUBPS      Z2, Z1, Z3;      \
+	VSUBPS      Z3, Z0, Z3;      \
+	VSUBPS      Z2, zNegM, Z2;   \
+	VADDPS      Z2, Z3, Z2;      \
+	VMAXPS      Z1, zClamp, Z1
+
+#define ZNROUND \
+	VMOVAPS     zMagic, Z0;         \
+	VFMADD231PS zLog2e, Z1, Z0;     \
+	VSUBPS      zMagic, Z0, Z3;     \
+	VPSLLD      $23, Z0, Z0;        \
+	VPCMPD      $2, zT1, Z1, K1;    \
+	VPCMPD      $2, zT2, Z1, K2;    \
+	VPTESTNMD   Z1, Z1, K3;         \
+	KMOVW       K3, R9;             \
+	POPCNTL     R9, R9;             \
+	ADDQ        R9, R8
+
+// ZEXPACC: e^r (r in Z4) times 2^n (Z0), zero outside K1; e² zero outside K2; the four sums,
+// with v in Z1.
+#define ZEXPACC \
+	VMOVAPS     zC6, Z2;           \
+	VFMADD213PS zC5, Z4, Z2;       \
+	VFMADD213PS zC4, Z4, Z2;       \
+	VFMADD213PS zC3, Z4, Z2;       \
+	VFMADD213PS zC2, Z4, Z2;       \
+	VFMADD213PS zOne, Z4, Z2;      \
+	VFMADD213PS zOne, Z4, Z2;      \
+	VMULPS.Z    Z0, Z2, K1, Z2;    \
+	VMULPS.Z    Z2, Z2, K2, Z3;    \
+	VADDPS      Z2, Z5, Z5;        \
+	VFMADD231PS Z2, Z1, Z6;        \
+	VADDPS      Z3, Z7, Z7;        \
+	VFMADD231PS Z3, Z1, Z8
+
+// ZSTEP1: sixteen logits at off(SI), τ = 1 (STEP1).
+#define ZSTEP1(off) \
+	VMOVUPS     off(SI), Z0;         \
+	ZTWOSUM;                         \
+	ZNROUND;                         \
+	VMOVAPS     Z1, Z4;              \
+	VFMADD231PS zNegLn2Hi, Z3, Z4;   \
+	VFMADD231PS zNegLn2Lo, Z3, Z4;   \
+	VADDPS      Z2, Z4, Z4;          \
+	ZEXPACC
+
+// ZSTEPT: sixteen logits at off(SI), any τ (STEPT); v = s·(1/τ)_hi replaces s in Z1 once the
+// masks are taken.
+#define ZSTEPT(off) \
+	VMOVUPS     off(SI), Z0;           \
+	ZTWOSUM;                           \
+	ZNROUND;                           \
+	VMULPS      zNegLn2Short, Z3, Z4;  \
+	VFMADD231PS zTauHi, Z1, Z4;        \
+	VFMADD231PS zTauLo, Z1, Z4;        \
+	VFMADD231PS zTauHi, Z2, Z4;        \
+	VFMADD231PS zNegLn2Rest, Z3, Z4;   \
+	VMULPS      zTauHi, Z1, Z1;        \
+	ZEXPACC
+
+// ZFLUSH1: the sixteen float32 lanes of S32 widened and added to the float64 sum S64.
+#define ZFLUSH1(S32, Y32, S64) \
+	VEXTRACTF64X4 $1, S32, Y0; \
+	VCVTPS2PD     Y32, Z4;     \
+	VCVTPS2PD     Y0, Z0;      \
+	VADDPD        Z4, S64, S64; \
+	VADDPD        Z0, S64, S64; \
+	VPXORD        S32, S32, S32
+
+#define ZFLUSH \
+	ZFLUSH1(Z5, Y5, Z10); \
+	ZFLUSH1(Z6, Y6, Z11); \
+	ZFLUSH1(Z7, Y7, Z12); \
+	ZFLUSH1(Z8, Y8, Z13)
+
+// func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+// n a multiple of 16; the flush every 128 logits keeps eight terms a float32 lane, as in the
+// AVX2 kernel.
+TEXT ·sumsAVX512(SB), NOSPLIT, $0-33
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVQ         p+16(FP), DI
+	MOVQ         out+24(FP), DX
+	MOVBLZX      unitTau+32(FP), AX
+	VBROADCASTSS pNegLn2Rest(DI), zNegLn2Rest
+	VBROADCASTSS pClamp(DI), zClamp
+	VBROADCASTSS pM(DI), zM
+	VBROADCASTSS pNegM(DI), zNegM
+	VBROADCASTSS pLog2e(DI), zLog2e
+	VBROADCASTSS pT1(DI), zT1
+	VBROADCASTSS pT2(DI), zT2
+	VBROADCASTSS pMagic(DI), zMagic
+	VBROADCASTSS pNegLn2Hi(DI), zNegLn2Hi
+	VBROADCASTSS pNegLn2Lo(DI), zNegLn2Lo
+	VBROADCASTSS pC6(DI), zC6
+	VBROADCASTSS pC5(DI), zC5
+	VBROADCASTSS pC4(DI), zC4
+	VBROADCASTSS pC3(DI), zC3
+	VBROADCASTSS pC2(DI), zC2
+	VBROADCASTSS pOne(DI), zOne
+	VBROADCASTSS pTauHi(DI), zTauHi
+	VBROADCASTSS pTauLo(DI), zTauLo
+	VBROADCASTSS pNegLn2Short(DI), zNegLn2Short
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+	VPXORD       Z8, Z8, Z8
+	VPXORD       Z10, Z10, Z10
+	VPXORD       Z11, Z11, Z11
+	VPXORD       Z12, Z12, Z12
+	VPXORD       Z13, Z13, Z13
+	XORQ         R8, R8
+	TESTQ        AX, AX
+	JZ           ztau128
+
+zunit128:
+	CMPQ CX, $128
+	JLT  zunit16
+	ZSTEP1(0)
+	ZSTEP1(64)
+	ZSTEP1(128)
+	ZSTEP1(192)
+	ZSTEP1(256)
+	ZSTEP1(320)
+	ZSTEP1(384)
+	ZSTEP1(448)
+	ZFLUSH
+	ADDQ $512, SI
+	SUBQ $128, CX
+	JMP  zunit128
+
+zunit16:
+	CMPQ CX, $16
+	JLT  zdone
+	ZSTEP1(0)
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP  zunit16
+
+ztau128:
+	CMPQ CX, $128
+	JLT  ztau16
+	ZSTEPT(0)
+	ZSTEPT(64)
+	ZSTEPT(128)
+	ZSTEPT(192)
+	ZSTEPT(256)
+	ZSTEPT(320)
+	ZSTEPT(384)
+	ZSTEPT(448)
+	ZFLUSH
+	ADDQ $512, SI
+	SUBQ $128, CX
+	JMP  ztau128
+
+ztau16:
+	CMPQ CX, $16
+	JLT  zdone
+	ZSTEPT(0)
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP  ztau16
+
+zdone:
+	ZFLUSH
+	VMOVUPD Z10, 0(DX)
+	VMOVUPD Z11, 64(DX)
+	VMOVUPD Z12, 128(DX)
+	VMOVUPD Z13, 192(DX)
+	MOVL    R8, 256(DX)
+	VZEROUPPER
+	RET
+
+// func maxAVX512(x *float32, n int, lanes *[16]float32)
+// maxAVX2 in sixteen lanes (n a multiple of 16).
+TEXT ·maxAVX512(SB), NOSPLIT, $0-24
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	MOVQ    lanes+16(FP), DX
+	VMOVUPS (DX), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+
+zmax64:
+	CMPQ    CX, $64
+	JLT     zmax16
+	VMOVUPS 0(SI), Z4
+	VMOVUPS 64(SI), Z5
+	VMOVUPS 128(SI), Z6
+	VMOVUPS 192(SI), Z7
+	VMAXPS  Z0, Z4, Z0
+	VMAXPS  Z1, Z5, Z1
+	VMAXPS  Z2, Z6, Z2
+	VMAXPS  Z3, Z7, Z3
+	ADDQ    $256, SI
+	SUBQ    $64, CX
+	JMP     zmax64
+
+zmax16:
+	CMPQ    CX, $16
+	JLT     zmaxdone
+	VMOVUPS (SI), Z4
+	VMAXPS  Z0, Z4, Z0
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     zmax16
+
+zmaxdone:
+	VMAXPS  Z1, Z0, Z0
+	VMAXPS  Z3, Z2, Z2
+	VMAXPS  Z2, Z0, Z0
+	VMOVUPS Z0, (DX)
+	VZEROUPPER
+	RET
+
+// func decodeFloat16AVX512(dst *float32, src *uint16, n int)
+// n a multiple of 16: decodeFloat16F16C, sixteen at a time.
+TEXT ·decodeFloat16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+zf16loop:
+	CMPQ      CX, $16
+	JLT       zf16done
+	VCVTPH2PS (SI), Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JMP       zf16loop
+
+zf16done:
+	VZEROUPPER
+	RET
+
+// func decodeBFloat16AVX512(dst *float32, src *uint16, n int)
+// n a multiple of 16: decodeBFloat16AVX2, sixteen at a time.
+TEXT ·decodeBFloat16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+zbf16loop:
+	CMPQ      CX, $16
+	JLT       zbf16done
+	VPMOVZXWD (SI), Z0
+	VPSLLD    $16, Z0, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JMP       zbf16loop
+
+zbf16done:
 	VZEROUPPER
 	RET

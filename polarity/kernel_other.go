@@ -9,12 +9,16 @@ func kernelSupported(k Kernel) bool { return k == KernelGo }
 
 type asmState struct{}
 
-func (*asmState) init(float64) {}
+func (*asmState) init(Kernel, float64) {}
 
 func (*asmState) accumulate([]float32, float64) blockSums {
 	panic("polarity: no assembly kernel in this build")
 }
 
-func asmDecodeFloat16([]float32, []uint16) { panic("polarity: no assembly kernel in this build") }
+func (*asmState) decodeFloat16([]float32, []uint16) {
+	panic("polarity: no assembly kernel in this build")
+}
 
-func asmDecodeBFloat16([]float32, []uint16) { panic("polarity: no assembly kernel in this build") }
+func (*asmState) decodeBFloat16([]float32, []uint16) {
+	panic("polarity: no assembly kernel in this build")
+}
