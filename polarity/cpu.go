@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // NewCPU returns the CPU engine: rows are spread over threads goroutines (threads ≤ 0: one per
@@ -163,6 +164,14 @@ func (c *cpuCompute) row(i int, bk *blockKernel, buf *[blockLen]float32) error {
 		case Float16:
 			x = buf[:k]
 			bk.decodeFloat16(x, l.Bits[base+j:base+j+k])
+		}
+		if j+k < V { // the row's next block (the next row is another worker's)
+			switch l.Dtype {
+			case Float32:
+				bk.prefetch(unsafe.Pointer(&l.F32[base+j+k]))
+			default:
+				bk.prefetch(unsafe.Pointer(&l.Bits[base+j+k]))
+			}
 		}
 		bs := bk.accumulate(x)
 		if !(bs.Max <= math.MaxFloat32) || bs.Rest != bs.Rest {

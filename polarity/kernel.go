@@ -3,6 +3,7 @@ package polarity
 import (
 	"fmt"
 	"os"
+	"unsafe"
 )
 
 // Kernel names an implementation of the CPU engine's hot loops (the block sums of
@@ -77,6 +78,14 @@ func (b *blockKernel) accumulate(x []float32) blockSums {
 		return accumulateBlockGeneric(x, b.invTau)
 	}
 	return b.asm.accumulate(x, b.invTau)
+}
+
+// prefetch tells the kernel where the block after the next accumulate starts (nil: none, or
+// another worker's), for the assembly kernels to prefetch while they sum.
+func (b *blockKernel) prefetch(next unsafe.Pointer) {
+	if b.kernel != KernelGo && next != nil {
+		b.asm.prefetch(next)
+	}
 }
 
 func (b *blockKernel) decodeFloat16(dst []float32, src []uint16) {

@@ -4,6 +4,7 @@ package polarity
 
 import (
 	"math"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -75,7 +76,7 @@ type asmSums struct {
 }
 
 //go:noescape
-func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, pf uintptr, unitTau bool)
 
 //go:noescape
 func maxAVX2(x *float32, n int, lanes *[16]float32)
@@ -87,7 +88,7 @@ func decodeFloat16F16C(dst *float32, src *uint16, n int)
 func decodeBFloat16AVX2(dst *float32, src *uint16, n int)
 
 //go:noescape
-func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, pf uintptr, unitTau bool)
 
 //go:noescape
 func maxAVX512(x *float32, n int, lanes *[16]float32)
@@ -102,7 +103,8 @@ func decodeBFloat16AVX512(dst *float32, src *uint16, n int)
 type asmState struct {
 	p       avx2Params
 	unitTau bool
-	wide    bool // the AVX-512 kernel (sixteen lanes), else AVX2 (eight)
+	wide    bool    // the AVX-512 kernel (sixteen lanes), else AVX2 (eight)
+	next    uintptr // where the block after this one starts (prefetched during the sums)
 }
 
 func fill[T any](a []T, v T) {
@@ -146,6 +148,8 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 		width = 16
 	}
 	n := len(x) &^ (width - 1)
+	next := a.next
+	a.next = 0
 	if n == 0 {
 		return accumulateBlockGeneric(x, invTau)
 	}
@@ -180,7 +184,10 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	fill(a.p.M[:], mx)
 	fill(a.p.NegM[:], -mx)
 	var out asmSums
-	a.sums(&x[0], n, &out)
+	if next == 0 {
+		next = uintptr(unsafe.Pointer(&x[0])) // already in L1
+	}
+	a.sums(&x[0], n, &out, next)
 	var s [4]float64
 	ties := 0
 	add := func(o *asmSums) {
@@ -198,7 +205,7 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 		fill(tail[:], ninf)
 		copy(tail[:], x[n:])
 		out = asmSums{}
-		a.sums(&tail[0], width, &out)
+		a.sums(&tail[0], width, &out, uintptr(unsafe.Pointer(&tail[0])))
 		add(&out)
 	}
 	bs := blockSums{Max: mx, Rest: s[0] + float64(ties-1), S1: s[1], S2: s[2] + float64(ties), S3: s[3]}
@@ -208,13 +215,18 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	return bs
 }
 
-func (a *asmState) sums(x *float32, n int, out *asmSums) {
+func (a *asmState) sums(x *float32, n int, out *asmSums, pf uintptr) {
 	if a.wide {
-		sumsAVX512(x, n, &a.p, out, a.unitTau)
+		sumsAVX512(x, n, &a.p, out, pf, a.unitTau)
 	} else {
-		sumsAVX2(x, n, &a.p, out, a.unitTau)
+		sumsAVX2(x, n, &a.p, out, pf, a.unitTau)
 	}
 }
+
+// prefetch names the start of the block the caller reads after the next accumulate, which
+// that call's sums then prefetch: the maximum pass of a block read from memory is otherwise
+// memory-bound while the sums (from L1) leave the memory idle (bench/RESULTS.md).
+func (a *asmState) prefetch(next unsafe.Pointer) { a.next = uintptr(next) }
 
 func (a *asmState) decodeFloat16(dst []float32, src []uint16) {
 	if a.wide {

@@ -121,14 +121,30 @@
 	FLUSH1(Y7, X7, Y12); \
 	FLUSH1(Y8, X8, Y13)
 
-// func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
-// Writes lanes 0–3 of each out.S and Ties[0:8].
-TEXT ·sumsAVX2(SB), NOSPLIT, $0-33
+// PF4, PF8: prefetch four or eight cache lines from R10 on (the caller's next block), R10
+// advanced past them.
+#define PF4 \
+	PREFETCHT0 0(R10);   \
+	PREFETCHT0 64(R10);  \
+	PREFETCHT0 128(R10); \
+	PREFETCHT0 192(R10); \
+	ADDQ       $256, R10
+
+#define PF8 \
+	PF4; \
+	PF4
+
+// func sumsAVX2(x *float32, n int, p *avx2Params, out *asmSums, pf uintptr, unitTau bool)
+// Writes lanes 0–3 of each out.S and Ties[0:8]. Every 64 logits it prefetches the next four
+// cache lines from pf on: the block the caller reads next, which its maximum pass then finds in
+// L1 instead of memory (a prefetch never faults, whatever pf is).
+TEXT ·sumsAVX2(SB), NOSPLIT, $0-41
 	MOVQ    x+0(FP), SI
 	MOVQ    n+8(FP), CX
 	MOVQ    p+16(FP), DI
 	MOVQ    out+24(FP), DX
-	MOVBLZX unitTau+32(FP), AX
+	MOVQ    pf+32(FP), R10
+	MOVBLZX unitTau+40(FP), AX
 	VMOVUPS pClamp(DI), Y14
 	VXORPS  Y5, Y5, Y5
 	VXORPS  Y6, Y6, Y6
@@ -145,6 +161,7 @@ TEXT ·sumsAVX2(SB), NOSPLIT, $0-33
 unit64:
 	CMPQ CX, $64
 	JLT  unit8
+	PF4
 	STEP1(0)
 	STEP1(32)
 	STEP1(64)
@@ -169,6 +186,7 @@ unit8:
 tau64:
 	CMPQ CX, $64
 	JLT  tau8
+	PF4
 	STEPT(0)
 	STEPT(32)
 	STEPT(64)
@@ -396,15 +414,16 @@ bf16done:
 	ZFLUSH1(Z7, Y7, Z12); \
 	ZFLUSH1(Z8, Y8, Z13)
 
-// func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, unitTau bool)
+// func sumsAVX512(x *float32, n int, p *avx2Params, out *asmSums, pf uintptr, unitTau bool)
 // n a multiple of 16; the flush every 128 logits keeps eight terms a float32 lane, as in the
-// AVX2 kernel.
-TEXT ·sumsAVX512(SB), NOSPLIT, $0-33
+// AVX2 kernel, and the prefetch of eight lines from pf keeps sumsAVX2's rate.
+TEXT ·sumsAVX512(SB), NOSPLIT, $0-41
 	MOVQ         x+0(FP), SI
 	MOVQ         n+8(FP), CX
 	MOVQ         p+16(FP), DI
 	MOVQ         out+24(FP), DX
-	MOVBLZX      unitTau+32(FP), AX
+	MOVQ         pf+32(FP), R10
+	MOVBLZX      unitTau+40(FP), AX
 	VBROADCASTSS pNegLn2Rest(DI), zNegLn2Rest
 	VBROADCASTSS pClamp(DI), zClamp
 	VBROADCASTSS pM(DI), zM
@@ -439,6 +458,7 @@ TEXT ·sumsAVX512(SB), NOSPLIT, $0-33
 zunit128:
 	CMPQ CX, $128
 	JLT  zunit16
+	PF8
 	ZSTEP1(0)
 	ZSTEP1(64)
 	ZSTEP1(128)
@@ -463,6 +483,7 @@ zunit16:
 ztau128:
 	CMPQ CX, $128
 	JLT  ztau16
+	PF8
 	ZSTEPT(0)
 	ZSTEPT(64)
 	ZSTEPT(128)

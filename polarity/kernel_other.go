@@ -2,6 +2,8 @@
 
 package polarity
 
+import "unsafe"
+
 // This build has only the pure-Go kernel (another architecture, or the noasm tag); these are
 // the assembly hooks of kernel_amd64.go, never reached.
 
@@ -10,6 +12,8 @@ func kernelSupported(k Kernel) bool { return k == KernelGo }
 type asmState struct{}
 
 func (*asmState) init(Kernel, float64) {}
+
+func (*asmState) prefetch(unsafe.Pointer) {}
 
 func (*asmState) accumulate([]float32, float64) blockSums {
 	panic("polarity: no assembly kernel in this build")
