@@ -133,6 +133,33 @@ func TestPAPOWeightsHandComputed(t *testing.T) {
 	}
 }
 
+// TestPAPORenormalizedGlobalHandComputed: renormalization with the step's global partials (a
+// data-parallel step split over two ranks) uses the whole step's Σ|A| and Σ|w·A|, not the rank's.
+// Rank 0 has A = [1, −3], P = [1, −1]; rank 1 has A = [4], P = [1]; λφ = 0.5·0.4 = 0.2, g = sign.
+// The whole step's weights before renormalization are 1.2, 0.8, 1.2, so Σ|A| = 8 and
+// Σ|w·A| = 1.2 + 2.4 + 4.8 = 8.4 = Σ|A| + λφ·Σ|A|·sign(P) with Σ|A|·sign(P) = 1 − 3 + 4 = 2:
+// scale 8/8.4 = 20/21, and rank 0 gets w = 1.2·20/21 = 8/7 and 0.8·20/21 = 16/21 (its own
+// sums alone would give 10/9; a minus sign before λφ would give 8/7.6 = 20/19).
+func TestPAPORenormalizedGlobalHandComputed(t *testing.T) {
+	rank0 := &StepTokens{Advantage: []float64{1, -3}, Polarity: []float32{1, -1}, Entropy: []float32{0.5, 0.5}}
+	rank1 := &StepTokens{Advantage: []float64{4}, Polarity: []float32{1}, Entropy: []float32{0.5}}
+	g := rank0.Partials()
+	g.Merge(rank1.Partials())
+	if g.Weighted != 3 || g.AbsAdvantage != 8 || g.AbsAdvantageSign != 2 || g.PolaritySum != 1 || g.PolaritySum2 != 3 {
+		t.Fatalf("merged partials %+v, want Weighted 3, Σ|A| 8, Σ|A|·sign(P) 2, ΣP 1, ΣP² 3", g)
+	}
+	rank0.Global = &g
+	w, at, st := runApply(t, papoConfig(0.5, GSign, true), 0.4, rank0)
+	if math.Abs(st.Scale-20.0/21) > weightTol {
+		t.Errorf("scale %.16g, want 20/21 = %.16g", st.Scale, 20.0/21)
+	}
+	for i, want := range []float64{8.0 / 7, 16.0 / 21} {
+		if float64(w[i]) != float64(float32(want)) || math.Abs(at[i]-want*rank0.Advantage[i]) > weightTol*math.Abs(rank0.Advantage[i]) {
+			t.Errorf("token %d: w = %v, Ã = %.16g; want %v, %.16g", i, w[i], at[i], float32(want), want*rank0.Advantage[i])
+		}
+	}
+}
+
 func TestBaselinesHandComputed(t *testing.T) {
 	// A = ±2 with log π = −1/−3: mean A = 0, mean log π = −2, Cov = [2, 2, −2, −2].
 	covTokens := func() *StepTokens {
@@ -246,6 +273,32 @@ func TestBaselinesHandComputed(t *testing.T) {
 		for i := range w {
 			if w[i] != 1 {
 				t.Errorf("equal magnitudes: w[%d] = %v, want 1", i, w[i])
+			}
+		}
+	})
+	t.Run("steer, π and π_old vary", func(t *testing.T) {
+		// m = |A·(π/π_old)·(1−π)·(log π + H)|, A = 1, [Min, Max] = [0.8, 1.2]:
+		//   π = 0.5,  log π + H = 1:             m = 0.5·1   = 0.5
+		//   π = 0.25, log π + H = 1:             m = 0.75·1  = 0.75 (largest: w = 0.8)
+		//   π = 0.75, log π + H = 1:             m = 0.25·1  = 0.25 (smallest: w = 1.2)
+		//   π = 0.5,  π_old = 0.25, log π + H = 0.5: m = 2·0.5·0.5 = 0.5
+		// so w = 1.2 − 0.4·(m − 0.25)/0.5 = 1.0, 0.8, 1.2, 1.0. Without the (1−π) factor all four
+		// m would be 1 (up to float32 rounding); without π/π_old the last would be 0.25 (w 1.2).
+		// log π and H pass through float32: tolerance 1e-6.
+		lp := []float64{math.Log(0.5), math.Log(0.25), math.Log(0.75), math.Log(0.5)}
+		sum := []float64{1, 1, 1, 0.5}
+		tok := &StepTokens{Advantage: []float64{1, 1, 1, 1}, Logprob: make([]float32, 4), Entropy: make([]float32, 4),
+			OldLogprob: []float32{0, 0, 0, float32(math.Log(0.25))}, HasOldLogprob: []bool{false, false, false, true}}
+		for i := range lp {
+			tok.Logprob[i] = float32(lp[i])
+			tok.Entropy[i] = float32(sum[i] - lp[i])
+		}
+		c := DefaultConfig()
+		c.Method = MethodSTEER
+		w, at, _ := runApply(t, c, 0, tok)
+		for i, want := range []float64{1.0, 0.8, 1.2, 1.0} {
+			if math.Abs(float64(w[i])-want) > 1e-6 || math.Abs(at[i]-want) > 1e-6 {
+				t.Errorf("token %d: w = %v, Ã = %v; want %v", i, w[i], at[i], want)
 			}
 		}
 	})
