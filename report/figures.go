@@ -7,7 +7,6 @@ import (
 	"html"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -18,6 +17,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/entropy-polarity/papo/internal/atomicfile"
 )
 
 // Figure is one figure of the report: a drawing, or, where there is nothing to draw, a
@@ -77,7 +78,9 @@ func (f *Figure) SVG() ([]byte, error) {
 }
 
 // PNG writes the figure to dir/ID.png at 150 dpi and returns the path; "" for a figure without
-// data.
+// data. The file is written beside its destination and renamed over it (internal/atomicfile):
+// a reader sees the old figure or the new one, never a part, and an existing file at the path
+// is replaced, not written through (a hard link to it keeps its content).
 func (f *Figure) PNG(dir string) (string, error) {
 	if f.draw == nil {
 		return "", nil
@@ -85,16 +88,16 @@ func (f *Figure) PNG(dir string) (string, error) {
 	c := vgimg.NewWith(vgimg.UseWH(f.w, f.h), vgimg.UseDPI(150), vgimg.UseBackgroundColor(color.White))
 	f.draw(draw.New(c))
 	path := filepath.Join(dir, f.ID+".png")
-	out, err := os.Create(path)
+	out, err := atomicfile.Create(path)
 	if err != nil {
 		return "", fmt.Errorf("report: %w", err)
 	}
+	defer out.Abort()
 	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(out); err != nil {
-		out.Close()
 		return "", fmt.Errorf("report: %s: %w", path, err)
 	}
-	if err := out.Close(); err != nil {
-		return "", fmt.Errorf("report: %s: %w", path, err)
+	if err := out.Commit(); err != nil {
+		return "", fmt.Errorf("report: %w", err)
 	}
 	return path, nil
 }

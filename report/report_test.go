@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"image/png"
 	"math"
@@ -340,15 +341,40 @@ func TestTopTokens(t *testing.T) {
 	}
 }
 
+// TestReportPNG: every figure is a decodable PNG of a sensible size, written atomically: a file
+// already at a figure's path is replaced, not written in place (a hard link to the old file keeps
+// its bytes), and no temporary file is left in the directory.
 func TestReportPNG(t *testing.T) {
 	s := synth{steps: 4, tokens: 60, seed: 7, maskedStep: -1, lambda: 0.2}.series(t, "png")
 	dir := t.TempDir()
+	figs, err := (&Report{Series: []*Series{s}}).Figures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []byte("the previous figure")
+	keep := filepath.Join(t.TempDir(), "kept")
+	if err := os.WriteFile(keep, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(keep, filepath.Join(dir, figs[0].ID+".png")); err != nil {
+		t.Fatal(err)
+	}
 	paths, err := (&Report{Series: []*Series{s}}).WritePNG(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(paths) != len(allFigures) {
 		t.Fatalf("%d PNG files; want %d", len(paths), len(allFigures))
+	}
+	if b, err := os.ReadFile(keep); err != nil || !bytes.Equal(b, old) {
+		t.Errorf("%s, a hard link to the old %s.png: %d bytes, %v; want its %d bytes untouched (the PNG was written in place)", keep, figs[0].ID, len(b), err, len(old))
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != len(paths) {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory holds %v (%v); want only the %d PNG files", names, err, len(paths))
 	}
 	for _, p := range paths {
 		f, err := os.Open(p)
