@@ -57,9 +57,10 @@ func (e *cpuEngine) Kernel() Kernel { return e.kernel }
 
 func (e *cpuEngine) Close() error { return nil }
 
-// Compute fills out for every row of b. Rows are handed to the workers one at a time in
-// increasing order; a data error stops the hand-out of later rows and the error of the lowest
-// bad row is returned (so the error does not depend on the number of threads). Cancellation of
+// Compute fills out for every row of b. Rows are handed to the workers in runs of consecutive
+// rows (rowChunk), the runs in increasing order; a data error stops the hand-out of later rows
+// and the error of the lowest bad row is returned (so the error does not depend on the number
+// of threads). Cancellation of
 // ctx is checked between rows and returns ctx.Err(). On error, out holds partial results.
 func (e *cpuEngine) Compute(ctx context.Context, b *Batch, p Params, out *Result) error {
 	return e.ComputeWithStats(ctx, b, p, out, nil)
@@ -78,6 +79,7 @@ func (e *cpuEngine) ComputeWithStats(ctx context.Context, b *Batch, p Params, ou
 	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, st: st, n: n, tau: p.Temperature, invTau: 1 / p.Temperature, kernel: e.kernel}
 	c.errRow.Store(int64(n))
 	workers := min(e.threads, n)
+	c.chunk = rowChunk(n, workers, b.Logits.V*b.Logits.Dtype.Size())
 	c.errs = make([]rowFailure, workers)
 	if workers == 1 {
 		c.work(0)
@@ -110,6 +112,7 @@ type cpuCompute struct {
 	invTau float64
 	kernel Kernel
 
+	chunk  int          // rows per hand-out (rowChunk)
 	next   atomic.Int64 // next row to hand out
 	errRow atomic.Int64 // lowest row with a data error so far (n: none)
 	errs   []rowFailure // per worker, the error that stopped it
@@ -121,26 +124,44 @@ type rowFailure struct {
 	err error
 }
 
+// rowChunk is how many consecutive rows a worker takes at a time: rows covering 4 MiB of
+// logits, so that two workers reading a memory-mapped file fault pages in different 2 MiB
+// page-table pages. With one row each (608 KB at V = 151,936 in float32) both fault in the same
+// one and queue on its lock: 10 % of papo analyze's samples on 2 threads were in that spin lock
+// (perf record, bench/RESULTS.md). At most a quarter of a worker's share, so that the last runs
+// still balance the load; at least one row.
+func rowChunk(rows, workers, rowBytes int) int {
+	const span = 4 << 20
+	c := (span + rowBytes - 1) / max(rowBytes, 1)
+	return max(1, min(c, rows/(4*workers)))
+}
+
 func (c *cpuCompute) work(w int) {
 	var buf [blockLen]float32 // float16/bfloat16 conversion; on this goroutine's stack
 	bk := newBlockKernel(c.kernel, c.invTau)
+	chunk := int64(c.chunk)
 	for {
-		i := c.next.Add(1) - 1
-		if i >= int64(c.n) || i > c.errRow.Load() {
-			return
-		}
-		if err := c.ctx.Err(); err != nil {
-			c.errs[w] = rowFailure{-1, err}
-			return
-		}
-		if err := c.row(int(i), bk, &buf); err != nil {
-			c.errs[w] = rowFailure{int(i), err}
-			for {
-				old := c.errRow.Load()
-				if i >= old || c.errRow.CompareAndSwap(old, i) {
-					break
-				}
+		start := c.next.Add(chunk) - chunk
+		for i := start; i < min(start+chunk, int64(c.n)); i++ {
+			if i > c.errRow.Load() {
+				return
 			}
+			if err := c.ctx.Err(); err != nil {
+				c.errs[w] = rowFailure{-1, err}
+				return
+			}
+			if err := c.row(int(i), bk, &buf); err != nil {
+				c.errs[w] = rowFailure{int(i), err}
+				for {
+					old := c.errRow.Load()
+					if i >= old || c.errRow.CompareAndSwap(old, i) {
+						break
+					}
+				}
+				return
+			}
+		}
+		if start+chunk >= int64(c.n) {
 			return
 		}
 	}
@@ -165,7 +186,7 @@ func (c *cpuCompute) row(i int, bk *blockKernel, buf *[blockLen]float32) error {
 			x = buf[:k]
 			bk.decodeFloat16(x, l.Bits[base+j:base+j+k])
 		}
-		if j+k < V { // the row's next block (the next row is another worker's)
+		if j+k < V { // the row's next block (the next row may be another worker's)
 			switch l.Dtype {
 			case Float32:
 				bk.prefetch(unsafe.Pointer(&l.F32[base+j+k]))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,6 +123,31 @@ func TestCPUThreadsAgree(t *testing.T) {
 			if got.Entropy[i] != want.Entropy[i] || got.Correction[i] != want.Correction[i] ||
 				got.Logprob[i] != want.Logprob[i] || got.PredictedDeltaH[i] != want.PredictedDeltaH[i] {
 				t.Fatalf("threads=%d, row %d differs from one thread", threads, i)
+			}
+		}
+	}
+}
+
+// TestCPULowestBadRow: with bad rows in several runs of the hand-out (64 rows of V = 16: runs of
+// 8 rows on 2 threads), the error is always the lowest bad row's, whatever the thread count and
+// the order in which the workers reach them.
+func TestCPULowestBadRow(t *testing.T) {
+	rng := polaritytest.Rand(polaritytest.Seed(t))
+	const rows, V = 64, 16
+	for _, bad := range [][]int{{5, 40}, {63, 9}, {18, 17}, {56, 0}} {
+		b := randomBatch(rng, polarity.Float32, rows, V)
+		for _, i := range bad {
+			b.Logits.F32[i*V+3] = float32(math.NaN())
+		}
+		lowest := slices.Min(bad)
+		for _, threads := range []int{1, 2, 3, 8} {
+			for range 20 {
+				var r polarity.Result
+				err := polarity.NewCPU(threads).Compute(context.Background(), b, polarity.DefaultParams(), &r)
+				var re *polarity.RowError
+				if !errors.As(err, &re) || re.Row != lowest {
+					t.Fatalf("bad rows %v, %d threads: %v; want the error of row %d", bad, threads, err, lowest)
+				}
 			}
 		}
 	}
