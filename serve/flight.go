@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -168,27 +168,20 @@ func ipcToFlight(r io.Reader, stream flight.FlightService_DoExchangeServer, trai
 	br := bufio.NewReaderSize(r, 1<<16)
 	var sendErr error
 	for {
-		var prefix [8]byte
-		if _, err := io.ReadFull(br, prefix[:]); err != nil {
+		msg, err := readMessageHead(br, math.MaxInt32, math.MaxInt64) // the server's own reply
+		if err == io.EOF {
+			break // the data stream's end
+		}
+		if err != nil {
 			io.Copy(io.Discard, br)
 			return err
 		}
-		metaLen := int(binary.LittleEndian.Uint32(prefix[4:]))
-		if metaLen == 0 {
-			break // the data stream's end
-		}
-		meta := make([]byte, metaLen)
-		if _, err := io.ReadFull(br, meta); err != nil {
-			return err
-		}
-		m := ipc.NewMessage(memory.NewBufferBytes(meta), memory.NewBufferBytes(nil))
-		body := make([]byte, m.BodyLen())
-		m.Release()
+		body := make([]byte, msg.bodyLen)
 		if _, err := io.ReadFull(br, body); err != nil {
 			return err
 		}
 		if sendErr == nil {
-			sendErr = stream.Send(&flight.FlightData{DataHeader: meta, DataBody: body})
+			sendErr = stream.Send(&flight.FlightData{DataHeader: msg.meta, DataBody: body})
 		}
 	}
 	st := map[string]string{}

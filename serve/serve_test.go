@@ -199,6 +199,9 @@ func TestRequests(t *testing.T) {
 		{"bad config", withMeta(KeyRequest, Reweight, KeyRunID, "run-b", KeyConfig, `{"lambda": 7}`), string(KindRequest)},
 		{"unknown config key", withMeta(KeyRequest, Reweight, KeyRunID, "run-b", KeyConfig, `{"lamda": 0.1}`), string(KindRequest)},
 		{"other parameters than the run's", withMeta(KeyRequest, Reweight, KeyRunID, "run-a", KeyConfig, `{"lambda": 0.3}`), string(KindState)},
+		// The schema breaks the input contract: the stream is read to its end and dropped.
+		{"papo.temperature=-1", withMeta("papo.temperature", "-1"), string(KindInput)},
+		{"papo.clip_low=-0.2", withMeta("papo.clip_low", "-0.2"), string(KindInput)},
 	} {
 		rep, err := c.do(input(t, 1, tc.md))
 		if err != nil {
@@ -271,7 +274,10 @@ func TestBadClients(t *testing.T) {
 		{name: "truncated, half-closed", req: valid[:len(valid)/3], kind: string(KindInput)},
 		{name: "wrong schema", req: wrongSchema, kind: string(KindInput)},
 		{name: "batch over --max-batch-bytes", req: big, kind: string(KindTooLarge)},
+		{name: "schema over MaxSchemaBytes", req: input(t, 3, withMeta(KeyToken, testToken, "x", strings.Repeat("x", MaxSchemaBytes))),
+			kind: string(KindTooLarge)},
 		{name: "missing token", req: input(t, 3, nil), kind: string(KindAuth)},
+		{name: "missing token, schema breaking the contract", req: input(t, 3, withMeta("papo.temperature", "-1")), kind: string(KindAuth)},
 		{name: "wrong token", req: input(t, 3, withMeta(KeyToken, "guess")), kind: string(KindAuth)},
 		{name: "wrong token for a run", req: input(t, 3, withMeta(KeyToken, "guess", KeyRequest, Reweight, KeyRunID, "good")), kind: string(KindAuth)},
 	}
