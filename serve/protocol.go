@@ -2,7 +2,6 @@ package serve
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -173,11 +172,9 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		if req.kind != Reweight {
 			return req, errorf(KindRequest, "%s belongs to a reweight request", KeyGlobalStats)
 		}
-		var rows []papoio.StepPartials
-		dec := json.NewDecoder(strings.NewReader(v))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rows); err != nil {
-			return req, errorf(KindRequest, "%s: want a JSON array of partials rows (the summed stats tables): %v", KeyGlobalStats, err)
+		rows, err := papoio.DecodePartialsJSON([]byte(v))
+		if err != nil {
+			return req, errorf(KindRequest, "%s (the summed stats tables): %v", KeyGlobalStats, err)
 		}
 		req.global = run.GlobalPartials(rows)
 	}

@@ -453,7 +453,31 @@ func TestStatsRequests(t *testing.T) {
 	if len(a) != 60 || !slices.Equal(a, b) || slices.Equal(a, make([]float32, 60)) {
 		t.Fatalf("weights with the global table differ from a plain reweight (%d, %d)", len(a), len(b))
 	}
-	bad, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global2", KeyGlobalStats, `[{"step":0}]`)))
+	// Counts as integral floats (an all-reduce's float64, pandas) are those integers.
+	asFloats := floatCounts(t, rows)
+	floats, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "floats", KeyConfig, conf, KeyGlobalStats, asFloats)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, floats, "ok", "")
+	if !slices.Equal(weights(floats.data), a) {
+		t.Fatalf("counts written as 59.0: other weights")
+	}
+	for _, tc := range []struct{ name, global, want string }{
+		{"a step twice", string(global[:len(global)-1]) + "," + string(global[1:]), "step 0 is listed twice (rows 0 and 3)"},
+		{"a count that is not whole", strings.Replace(asFloats, ".0,", ".5,", 1), "step 0: entropy_tokens"},
+	} {
+		rep, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "bad-global", KeyGlobalStats, tc.global)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, rep, "error", string(KindRequest))
+		if !strings.Contains(rep.status[KeyError], tc.want) {
+			t.Fatalf("%s: error %q, want %q", tc.name, rep.status[KeyError], tc.want)
+		}
+	}
+	first, _ := json.Marshal(rows[:1])
+	bad, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global2", KeyGlobalStats, string(first))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,6 +485,23 @@ func TestStatsRequests(t *testing.T) {
 	if !strings.Contains(bad.status[KeyError], "step 1 is not in the global statistics") {
 		t.Fatalf("a step missing from the global table: %v", bad.status)
 	}
+}
+
+// floatCounts writes a partials table as JSON with its step and counts as floats (3.0).
+func floatCounts(t *testing.T, rows []papoio.StepPartials) string {
+	t.Helper()
+	var objs []map[string]any
+	for _, r := range rows {
+		objs = append(objs, map[string]any{"step": json.Number(fmt.Sprintf("%d.0", r.Step)),
+			"entropy_tokens": json.Number(fmt.Sprintf("%d.0", r.EntropyTokens)), "entropy_sum": r.EntropySum,
+			"weighted_tokens": json.Number(fmt.Sprintf("%d.0", r.WeightedTokens)), "polarity_sum": r.PolaritySum,
+			"polarity_sum2": r.PolaritySum2, "abs_advantage_sum": r.AbsAdvantage, "abs_advantage_sign_sum": r.AbsAdvantageSign})
+	}
+	b, err := json.Marshal(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // testinputStream is one batch of rows × v float32 logits.
