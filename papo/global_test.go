@@ -2,6 +2,7 @@ package papo
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 )
@@ -41,4 +42,52 @@ func TestGlobalCoversRank(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
+}
+
+// TestLockFileOutlivesNoState: a Reweighter that never commits a state leaves no lock file
+// behind; one that commits leaves the state and its lock.
+func TestLockFileOutlivesNoState(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/run.json"
+	r, err := NewReweighter(DefaultConfig(), WithStateFile(path), WithDeferredSave())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fileExists(path + ".lock") {
+		t.Fatal("no lock file while the run is open")
+	}
+	r.Close()
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Fatalf("after a run without a state: %v, want nothing", names)
+	}
+	r, err = NewReweighter(DefaultConfig(), WithStateFile(path), WithDeferredSave())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := &StepTokens{Step: 1, Advantage: []float64{1, -1}, Entropy: []float32{1, 2}, Polarity: []float32{0.5, -0.5}}
+	if _, err := r.Step(tok, make([]float32, 2), make([]float64, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if names := strings.Join(dirNames(t, dir), " "); names != "run.json run.json.lock" {
+		t.Fatalf("after a committed run: %s", names)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
 }

@@ -274,6 +274,11 @@ func (s *Server) rollback(req *request, md arrow.Metadata, o *outcome, log *slog
 	params.NaturalGradient = req.natural
 	unlock := s.lockRun(req.runID)
 	defer unlock()
+	if s.cfg.StateDir != "" && !papo.StateExists(s.statePath(req.runID)) {
+		// A rollback of a run that has no state does not create one.
+		o.err = errorf(KindState, "run %s has no state in the state directory: nothing to roll back", req.runID)
+		return
+	}
 	rw, err := s.openRun(req, papo.WithSignal(params))
 	if err != nil {
 		o.err = err

@@ -148,7 +148,8 @@ func wantStatus(t *testing.T, rep *reply, status, kind string) {
 // run id, several requests on one connection, a re-sent step rolling back to the same
 // weights, an explicit rollback, and errors that keep the connection usable.
 func TestRequests(t *testing.T) {
-	_, sock := startServer(t, Config{StateDir: t.TempDir()})
+	stateDir := t.TempDir()
+	_, sock := startServer(t, Config{StateDir: stateDir})
 	c := dial(t, sock)
 	plain, err := c.do(input(t, 1, nil))
 	if err != nil {
@@ -186,6 +187,32 @@ func TestRequests(t *testing.T) {
 	wantStatus(t, rb, "ok", "")
 	if rb.status[KeyLastStep] != "0" || !strings.Contains(rb.status[KeyRollback], "forgetting 2") {
 		t.Fatalf("rollback: status %v", rb.status)
+	}
+	// A rollback of a run that has no state is refused and creates nothing; a refused reweight
+	// leaves no lock file behind.
+	rollbackOf := func(run string) []byte {
+		md := arrow.MetadataFrom(withMeta(KeyRequest, Rollback, KeyRunID, run, KeyRollbackTo, "1"))
+		var buf bytes.Buffer
+		w := ipc.NewWriter(&buf, ipc.WithSchema(arrow.NewSchema(nil, &md)))
+		w.Close()
+		return buf.Bytes()
+	}
+	unknown, err := c.do(rollbackOf("never-ran"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, unknown, "error", string(KindState))
+	nanFirst, err := testinput.Stream(testinput.Spec{V: 1000, Steps: testinput.StepRows(20, 0, 1), Batches: []int{40}, Seed: 1,
+		Meta: withMeta(KeyRequest, Reweight, KeyRunID, "never-ran"),
+		Edit: func(c *papoio.InputColumns) { c.Batch.Logits.F32[3*1000] = float32(math.NaN()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.do(nanFirst); err != nil || rep.status[KeyErrorKind] != string(KindInput) {
+		t.Fatalf("a reweight with a NaN in its first step: %v, %v", err, rep)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(stateDir, "never-ran*")); len(matches) != 0 {
+		t.Fatalf("a rollback of an unknown run and a refused reweight left %v", matches)
 	}
 	// Errors that leave the connection at a request boundary.
 	for _, tc := range []struct {
