@@ -76,9 +76,16 @@ func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log
 
 // logRequest logs a request and counts it in the metrics.
 func (s *Server) logRequest(log *slog.Logger, o *outcome, written int64, elapsed time.Duration) {
+	// The metrics' kind label takes known values only: an invented papo.request is "invalid"
+	// (the log's error names the value), so a client cannot create new series.
 	kindName := Analyze
 	if o.req != nil {
 		kindName = o.req.kind
+	}
+	switch kindName {
+	case Analyze, Reweight, Rollback, Stats:
+	default:
+		kindName = "invalid"
 	}
 	attrs := []any{"kind", kindName, "tokens", o.tokens, "steps", len(o.steps), "bytes_in", o.bytesIn,
 		"bytes_out", written, "seconds", elapsed.Seconds()}
@@ -117,7 +124,7 @@ func lingerClose(c *conn, br *bufio.Reader) {
 		return
 	}
 	cw.CloseWrite()
-	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.in.stop = time.Now().Add(2 * time.Second)
 	io.CopyN(io.Discard, br, 16<<20)
 }
 
@@ -228,6 +235,9 @@ func (s *Server) inputError(err error) error {
 	if errors.Is(err, papoio.ErrBufferLimit) {
 		return &requestError{kind: KindTooLarge, err: fmt.Errorf("%w (the server's --max-batch-bytes is %d: send smaller record batches)",
 			err, s.cfg.MaxBatchBytes)}
+	}
+	if errors.Is(err, errIdle) {
+		return &requestError{kind: KindInput, err: err}
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		return &requestError{kind: KindInput, err: fmt.Errorf("the request stream was cut: %w", err)}
