@@ -44,7 +44,9 @@ func (e *idleError) Error() string {
 	return fmt.Sprintf("the client sent less than %d KiB in %v of waiting (--idle-timeout): the connection is dropped",
 		progressBytes>>10, e.idle)
 }
-func (e *idleError) Is(target error) bool { return target == errIdle || target == os.ErrDeadlineExceeded }
+func (e *idleError) Is(target error) bool {
+	return target == errIdle || target == os.ErrDeadlineExceeded
+}
 
 // clientReader reads a connection under its idle budget; stop, when set, is a hard deadline
 // (a connection's last reads before it closes).
