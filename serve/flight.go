@@ -65,11 +65,11 @@ func (f *flightService) DoExchange(stream flight.FlightService_DoExchangeServer)
 	log := s.log.With("client", "flight")
 	if s.cfg.Token != "" {
 		md, _ := metadata.FromIncomingContext(stream.Context())
-		got := ""
+		got, bearer := "", false
 		if v := md.Get("authorization"); len(v) > 0 {
-			got = strings.TrimPrefix(v[0], "Bearer ")
+			got, bearer = strings.CutPrefix(v[0], "Bearer ") // the scheme is required, not optional
 		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+		if !bearer || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
 			log.Warn("request refused", "error_kind", string(KindAuth), "err", "missing or wrong Bearer token")
 			s.cfg.Metrics.request(Analyze, "error", KindAuth, true, 0, 0, 0, time.Since(start))
 			return status.Error(codes.Unauthenticated, "papo: missing or wrong token (send authorization: Bearer TOKEN)")
