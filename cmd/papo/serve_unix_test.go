@@ -373,6 +373,12 @@ func TestServeToken(t *testing.T) {
 	if st, err := goRequest("tcp://"+addr, withToken("tok-123"), 1, 0, nil); err == nil {
 		t.Fatalf("a plaintext client of the TLS listener got a reply: %v", st)
 	}
+	if _, err := os.Stat("../../examples/node/node_modules/apache-arrow"); err == nil {
+		lines, _ := runNode(t, []string{"PAPO_TOKEN=tok-123", "PAPO_TLS_CA=" + cert.CertFile}, "--connect", tlsSrv.addrs[0], "--in", in)
+		if len(lines) != 1 || lines[0]["papo.status"] != "ok" {
+			t.Fatalf("the node client over TLS: %v", lines)
+		}
+	}
 	if code := tlsSrv.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, tlsSrv.stderr())
 	}
