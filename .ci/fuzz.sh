@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Fuzz the Arrow reader for FUZZTIME and fail unless the fuzzer executed at least FUZZ_MIN_EXECS
+# Fuzz one target for FUZZTIME and fail unless the fuzzer executed at least FUZZ_MIN_EXECS
 # inputs: a fuzz run that stalls (a slow input, or an engine busy minimizing) must not pass.
+#
+#   .ci/fuzz.sh [PACKAGE TARGET [MIN_EXECS]]     (default: ./io FuzzReader 50000)
 #
 # What bounds the rate here (measured 2026-12-02, 2 cores, perf on a worker): about 60 % of a
 # worker's time is the Go fuzz engine's own coverage bookkeeping (SnapshotCoverage and the
@@ -13,11 +15,13 @@ cd "$(dirname "$0")/.."
 GO="${GO:-go}"
 FUZZTIME="${FUZZTIME:-60s}"
 FUZZ_MINIMIZE="${FUZZ_MINIMIZE:-200x}"
-FUZZ_MIN_EXECS="${FUZZ_MIN_EXECS:-50000}"
+PKG="${1:-./io}"
+TARGET="${2:-FuzzReader}"
+FUZZ_MIN_EXECS="${3:-${FUZZ_MIN_EXECS:-50000}}"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-"$GO" test ./io -run='^$' -fuzz='^FuzzReader$' -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZ_MINIMIZE" 2>&1 | tee "$log"
+"$GO" test "$PKG" -run='^$' -fuzz="^$TARGET\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZ_MINIMIZE" 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"
 if [ "$status" != 0 ]; then
   exit "$status"
@@ -28,7 +32,7 @@ if [ -z "$execs" ]; then
   exit 1
 fi
 if [ "$execs" -lt "$FUZZ_MIN_EXECS" ]; then
-  echo "fuzz: FuzzReader executed $execs inputs in $FUZZTIME, fewer than $FUZZ_MIN_EXECS: the fuzzer stalled" >&2
+  echo "fuzz: $TARGET executed $execs inputs in $FUZZTIME, fewer than $FUZZ_MIN_EXECS: the fuzzer stalled" >&2
   exit 1
 fi
-echo "fuzz: FuzzReader executed $execs inputs in $FUZZTIME (at least $FUZZ_MIN_EXECS required)"
+echo "fuzz: $TARGET executed $execs inputs in $FUZZTIME (at least $FUZZ_MIN_EXECS required)"

@@ -2,10 +2,13 @@ package papoio
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -164,10 +167,16 @@ func ReadPartials(path string) ([]StepPartials, error) {
 				}
 				v[k] = x
 			}
-			p := StepPartials{Step: int64(v[0]), EntropyTokens: int64(v[1]), EntropySum: v[2], WeightedTokens: int64(v[3]),
-				PolaritySum: v[4], PolaritySum2: v[5], AbsAdvantage: v[6], AbsAdvantageSign: v[7]}
+			p, err := partialsFromValues(v)
+			if err != nil {
+				return nil, fileError(path, err, "partials row %d", len(rows))
+			}
 			if len(rows) > 0 && p.Step <= rows[len(rows)-1].Step {
-				return nil, fileError(path, nil, "partials row %d: step %d after step %d: want increasing steps", len(rows), p.Step, rows[len(rows)-1].Step)
+				prev := rows[len(rows)-1].Step
+				if p.Step == prev {
+					return nil, fileError(path, nil, "partials row %d: step %d is listed twice: want one row per step", len(rows), p.Step)
+				}
+				return nil, fileError(path, nil, "partials row %d: step %d after step %d: want increasing steps", len(rows), p.Step, prev)
 			}
 			rows = append(rows, p)
 		}
@@ -200,3 +209,83 @@ func (f *fileRecords) Next() bool {
 }
 func (f *fileRecords) Record() arrow.Record { return f.rec }
 func (f *fileRecords) Err() error           { return f.err }
+
+// maxExactCount is the largest count that float64 (JSON numbers, a pandas column) holds exactly.
+const maxExactCount = 1 << 53
+
+// partialsFromValues is a partials row from its eight values in the table's column order. The
+// step and the two counts must be whole numbers (an integral float, 59.0 or 1.25e2, as an
+// all-reduce or pandas writes them, is read as that integer), the counts ≥ 0, the sums finite,
+// abs_advantage_sum ≥ 0: anything else is refused with the step, the column and the value.
+func partialsFromValues(v [8]float64) (StepPartials, error) {
+	names := partialsSchema.Fields()
+	step := v[0]
+	if !(math.Abs(step) <= maxExactCount) || step != math.Trunc(step) {
+		return StepPartials{}, fmt.Errorf("%s %v: want a whole number", ColStep, step)
+	}
+	for k := 1; k < len(v); k++ {
+		x := v[k]
+		var bad string
+		switch {
+		case names[k].Type.ID() == arrow.INT64 && !(x >= 0 && x <= maxExactCount && x == math.Trunc(x)):
+			bad = "want a whole number ≥ 0 (a count)"
+		case math.IsNaN(x) || math.IsInf(x, 0):
+			bad = "want a finite sum"
+		case names[k].Name == ColAbsAdvantage && x < 0:
+			bad = "want a sum ≥ 0"
+		}
+		if bad != "" {
+			return StepPartials{}, fmt.Errorf("step %d: %s %v: %s", int64(step), names[k].Name, x, bad)
+		}
+	}
+	return StepPartials{Step: int64(v[0]), EntropyTokens: int64(v[1]), EntropySum: v[2], WeightedTokens: int64(v[3]),
+		PolaritySum: v[4], PolaritySum2: v[5], AbsAdvantage: v[6], AbsAdvantageSign: v[7]}, nil
+}
+
+// DecodePartialsJSON reads a partials table as a JSON array of objects with the table's
+// columns as keys (papo serve's papo.global_stats). Numbers follow partialsFromValues; a
+// missing or unknown key and a step listed twice are refused, naming the row and the key.
+func DecodePartialsJSON(data []byte) ([]StepPartials, error) {
+	var objs []map[string]json.RawMessage
+	if err := json.Unmarshal(data, &objs); err != nil {
+		return nil, fmt.Errorf("want a JSON array of partials objects: %v", err)
+	}
+	fields := partialsSchema.Fields()
+	rows := make([]StepPartials, 0, len(objs))
+	seen := make(map[int64]int, len(objs))
+	for i, o := range objs {
+		for k := range o {
+			if partialsSchema.FieldIndices(k) == nil {
+				return nil, fmt.Errorf("row %d: unknown key %q (want %s)", i, k, partialsColumns())
+			}
+		}
+		var v [8]float64
+		for k, f := range fields {
+			raw, ok := o[f.Name]
+			if !ok {
+				return nil, fmt.Errorf("row %d: no key %q (want %s)", i, f.Name, partialsColumns())
+			}
+			if err := json.Unmarshal(raw, &v[k]); err != nil {
+				return nil, fmt.Errorf("row %d: %s %s: want a number", i, f.Name, raw)
+			}
+		}
+		p, err := partialsFromValues(v)
+		if err != nil {
+			return nil, fmt.Errorf("row %d: %w", i, err)
+		}
+		if j, dup := seen[p.Step]; dup {
+			return nil, fmt.Errorf("row %d: step %d is listed twice (rows %d and %d): want one row per step", i, p.Step, j, i)
+		}
+		seen[p.Step] = i
+		rows = append(rows, p)
+	}
+	return rows, nil
+}
+
+func partialsColumns() string {
+	var names []string
+	for _, f := range partialsSchema.Fields() {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ", ")
+}

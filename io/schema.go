@@ -331,8 +331,9 @@ func ParamsFromMetadata(md arrow.Metadata) (polarity.Params, error) {
 	}
 	if v, ok := get(MetaTemperature); ok {
 		t, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(t > 0) || math.IsInf(t, 0) {
-			return p, fmt.Errorf("%s=%q: want a finite number > 0", MetaTemperature, v)
+		if err != nil || !(t >= polarity.MinTemperature && t <= polarity.MaxTemperature) {
+			return p, fmt.Errorf("%s=%q: want a finite number > 0, in [%.4g, %.4g] (the temperatures the kernels can represent)",
+				MetaTemperature, v, polarity.MinTemperature, polarity.MaxTemperature)
 		}
 		p.Temperature = t
 	}
@@ -358,7 +359,7 @@ func ParamsFromMetadata(md arrow.Metadata) (polarity.Params, error) {
 		*c.dst = e
 	}
 	if err := p.Validate(); err != nil {
-		return p, err
+		return p, fmt.Errorf("%s, %s: %w", MetaTemperature, MetaLR, err)
 	}
 	return p, nil
 }

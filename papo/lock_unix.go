@@ -12,7 +12,7 @@ import (
 // lockState takes the run state's lock file (an flock, released when the process dies), so
 // that two papo processes never write one state: the second is refused at once.
 func lockState(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666) // less the umask
 	if err != nil {
 		return nil, fmt.Errorf("run state lock: %w", err)
 	}

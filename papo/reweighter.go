@@ -106,7 +106,20 @@ func NewReweighter(c Config, opts ...Option) (*Reweighter, error) {
 	return r, nil
 }
 
-func (r *Reweighter) journalPath() string { return r.opts.statePath + ".commit" }
+func (r *Reweighter) journalPath() string { return journalPath(r.opts.statePath) }
+
+func journalPath(statePath string) string { return statePath + ".commit" }
+
+// StateExists reports whether a run state file exists at statePath, or the journal of an
+// interrupted commit that opening the run will finish into one.
+func StateExists(statePath string) bool {
+	for _, p := range []string{statePath, journalPath(statePath)} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
 
 // open locks the state, finishes an interrupted commit, removes what killed writers left and
 // loads the state.
@@ -346,6 +359,12 @@ func (r *Reweighter) Close() error {
 	}
 	r.closed = true
 	if r.lock != nil {
+		// A lock file does not outlive its run's state: a run that never committed a state (a
+		// refused request, a rollback of nothing) leaves nothing behind. It is removed while
+		// still held, so no other process can hold it in between.
+		if !StateExists(r.opts.statePath) {
+			os.Remove(r.lock.Name())
+		}
 		return r.lock.Close()
 	}
 	return nil

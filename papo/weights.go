@@ -55,6 +55,29 @@ type StepPartials struct {
 	AbsAdvantageSign float64    // Σ |A|·sign(P)
 }
 
+// checkCovers reports global partials that cannot be the sum of every rank's, own (this
+// rank's share) included: fewer tokens than own, a count < 0, a sum that is not finite.
+func (p *StepPartials) checkCovers(own StepPartials) error {
+	switch {
+	case p.Entropy.Tokens < own.Entropy.Tokens:
+		return fmt.Errorf("entropy_tokens %d is less than this rank's own %d trained tokens "+
+			"(the global table sums every rank's stats table, this rank's included)", p.Entropy.Tokens, own.Entropy.Tokens)
+	case p.Weighted < own.Weighted:
+		return fmt.Errorf("weighted_tokens %d is less than this rank's own %d weighted tokens "+
+			"(the global table sums every rank's stats table, this rank's included)", p.Weighted, own.Weighted)
+	}
+	for _, s := range []struct {
+		name string
+		v    float64
+	}{{"entropy_sum", p.Entropy.Sum}, {"polarity_sum", p.PolaritySum}, {"polarity_sum2", p.PolaritySum2},
+		{"abs_advantage_sum", p.AbsAdvantage}, {"abs_advantage_sign_sum", p.AbsAdvantageSign}} {
+		if !finite(s.v) {
+			return fmt.Errorf("%s %v: want a finite sum", s.name, s.v)
+		}
+	}
+	return nil
+}
+
 // Merge adds another rank's partials.
 func (p *StepPartials) Merge(o StepPartials) {
 	p.Entropy.Merge(o.Entropy)
@@ -182,6 +205,11 @@ func (t *StepTokens) check(method string) error {
 	}
 	if g := t.GlobalEntropy; g != nil && (g.Tokens < 0 || !finite(g.Sum) || g.Sum < 0) {
 		return fmt.Errorf("step %d: global entropy sum %v over %d tokens: want a finite sum ≥ 0 and a count ≥ 0", t.Step, g.Sum, g.Tokens)
+	}
+	if g := t.Global; g != nil {
+		if err := g.checkCovers(t.Partials()); err != nil {
+			return fmt.Errorf("step %d: global statistics: %w", t.Step, err)
+		}
 	}
 	needLogprob, needPolarity := needs(method)
 	if needLogprob && t.Logprob == nil {

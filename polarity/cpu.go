@@ -2,9 +2,11 @@ package polarity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -77,9 +79,14 @@ func (e *cpuEngine) ComputeWithStats(ctx context.Context, b *Batch, p Params, ou
 		st.Resize(n)
 	}
 	c := cpuCompute{ctx: ctx, b: b, p: p, out: out, st: st, n: n, tau: p.Temperature, invTau: 1 / p.Temperature, kernel: e.kernel}
+	return c.run(min(e.threads, n))
+}
+
+// run computes every row on workers goroutines and returns the first error (see Compute).
+func (c *cpuCompute) run(workers int) error {
+	n := c.n
 	c.errRow.Store(int64(n))
-	workers := min(e.threads, n)
-	c.chunk = rowChunk(n, workers, b.Logits.V*b.Logits.Dtype.Size())
+	c.chunk = rowChunk(n, workers, c.b.Logits.V*c.b.Logits.Dtype.Size())
 	c.errs = make([]rowFailure, workers)
 	if workers == 1 {
 		c.work(0)
@@ -90,7 +97,7 @@ func (e *cpuEngine) ComputeWithStats(ctx context.Context, b *Batch, p Params, ou
 		}
 		wg.Wait()
 	}
-	var first error // cancellation, else the data error of the lowest row
+	var first error // cancellation or a worker's panic, else the data error of the lowest row
 	firstRow := n
 	for _, re := range c.errs {
 		if re.err != nil && re.row < firstRow {
@@ -118,7 +125,11 @@ type cpuCompute struct {
 	errs   []rowFailure // per worker, the error that stopped it
 }
 
-// rowFailure is a worker's data error in row, or its cancellation (row −1, so that it wins).
+// ErrInternal matches (errors.Is) the error of a worker that panicked: a bug, not bad input.
+var ErrInternal = errors.New("polarity: internal error")
+
+// rowFailure is a worker's data error in row, or its cancellation or panic (row −1, so that
+// it wins).
 type rowFailure struct {
 	row int
 	err error
@@ -137,6 +148,13 @@ func rowChunk(rows, workers, rowBytes int) int {
 }
 
 func (c *cpuCompute) work(w int) {
+	// A panic in a worker goroutine cannot be recovered by the caller's goroutine: it would end
+	// the process (papo serve included). It becomes this worker's error, as cancellation does.
+	defer func() {
+		if p := recover(); p != nil {
+			c.errs[w] = rowFailure{-1, fmt.Errorf("%w: a CPU worker panicked: %v\n%s", ErrInternal, p, debug.Stack())}
+		}
+	}()
 	var buf [blockLen]float32 // float16/bfloat16 conversion; on this goroutine's stack
 	bk := newBlockKernel(c.kernel, c.invTau)
 	chunk := int64(c.chunk)

@@ -174,13 +174,28 @@ func FormatEpsilon(e float64) string {
 	return strconv.FormatFloat(e, 'g', -1, 64)
 }
 
-// Validate reports a parameter outside its domain.
+// The temperatures the kernels can represent. The assembly kernel holds log₂(e)/τ and
+// −86.5·τ (its exponential's cutoff) as float32 constants: below MinTemperature the first
+// overflows to +Inf, above MaxTemperature the second, and every sum turns NaN (before this
+// bound, a worker panicked). MaxTemperature keeps a margin of 128/86.5 for the cutoff.
+const (
+	MinTemperature = math.Log2E / math.MaxFloat32 // ≈ 4.24e-39
+	MaxTemperature = math.MaxFloat32 / 128        // ≈ 2.66e36
+)
+
+// Validate reports a parameter outside its domain: τ outside [MinTemperature,
+// MaxTemperature], an η that is not finite or whose η/τ² (the predicted entropy change's
+// scale) overflows, a negative or NaN ε.
 func (p Params) Validate() error {
-	if !(p.Temperature > 0) || math.IsInf(p.Temperature, 0) {
-		return fmt.Errorf("temperature %v: want a finite value > 0", p.Temperature)
+	if !(p.Temperature >= MinTemperature && p.Temperature <= MaxTemperature) {
+		return fmt.Errorf("temperature %v: want a value in [%.4g, %.4g] (the range the kernels' float32 constants "+
+			"log2(e)/τ and 86.5·τ can represent)", p.Temperature, MinTemperature, MaxTemperature)
 	}
 	if math.IsNaN(p.LR) || math.IsInf(p.LR, 0) {
 		return fmt.Errorf("learning rate %v: want a finite value", p.LR)
+	}
+	if scale := p.LR / (p.Temperature * p.Temperature); math.IsInf(scale, 0) {
+		return fmt.Errorf("learning rate %v at temperature %v: η/τ² overflows float64", p.LR, p.Temperature)
 	}
 	if !(p.ClipLow >= 0) || !(p.ClipHigh >= 0) {
 		return fmt.Errorf("clip range (%v, %v): want values ≥ 0 (+Inf for none)", p.ClipLow, p.ClipHigh)

@@ -7,15 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -31,9 +33,22 @@ import (
 const FlightTrailer = "papo-status"
 
 // NewFlight returns a Flight server for s on l; Serve it, and Shutdown it with s.
+//
+// Everything a client controls is bounded as on the sockets: MaxConns concurrent calls per
+// connection (MaxConcurrentStreams), messages up to --max-batch-bytes, the handshake and an
+// idle connection by IdleTimeout, dead peers by keepalive pings, a call's waiting for its
+// client by the same idle budget as a socket's. With Config.TLS the calls are served over TLS.
 func (s *Server) NewFlight(l net.Listener) flight.Server {
-	size := int(s.cfg.MaxBatchBytes) + 1<<20 // gRPC's default 4 MiB would refuse most batches
-	fs := flight.NewServerWithMiddleware(nil, grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
+	size := int(min(s.cfg.MaxBatchBytes+1<<20, math.MaxInt32)) // gRPC's default 4 MiB would refuse most batches
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size),
+		grpc.MaxConcurrentStreams(uint32(s.cfg.MaxConns)), grpc.ConnectionTimeout(s.cfg.IdleTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout,
+			Time: s.cfg.IdleTimeout, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true})}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	fs := flight.NewServerWithMiddleware(nil, opts...)
 	fs.InitListener(l)
 	fs.RegisterFlightService(&flightService{s: s})
 	return fs
@@ -50,11 +65,11 @@ func (f *flightService) DoExchange(stream flight.FlightService_DoExchangeServer)
 	log := s.log.With("client", "flight")
 	if s.cfg.Token != "" {
 		md, _ := metadata.FromIncomingContext(stream.Context())
-		got := ""
+		got, bearer := "", false
 		if v := md.Get("authorization"); len(v) > 0 {
-			got = strings.TrimPrefix(v[0], "Bearer ")
+			got, bearer = strings.CutPrefix(v[0], "Bearer ") // the scheme is required, not optional
 		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+		if !bearer || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
 			log.Warn("request refused", "error_kind", string(KindAuth), "err", "missing or wrong Bearer token")
 			s.cfg.Metrics.request(Analyze, "error", KindAuth, true, 0, 0, 0, time.Since(start))
 			return status.Error(codes.Unauthenticated, "papo: missing or wrong token (send authorization: Bearer TOKEN)")
@@ -68,7 +83,7 @@ func (f *flightService) DoExchange(stream flight.FlightService_DoExchangeServer)
 	// Request: FlightData → an IPC stream for the same reader as the sockets'.
 	pr, pw := io.Pipe()
 	var bytesIn int64
-	go func() { pw.CloseWithError(flightToIPC(stream, pw, &bytesIn)) }()
+	go func() { pw.CloseWithError(flightToIPC(stream, pw, &bytesIn, s.cfg.IdleTimeout)) }()
 	// Reply: the queue's IPC bytes → FlightData.
 	rr, rw := io.Pipe()
 	q := newReplyQueue(s.cfg.MaxReplyBuffer)
@@ -134,10 +149,33 @@ func grpcCode(k ErrorKind) codes.Code {
 // flightToIPC writes the call's FlightData as an IPC stream: each message framed with the
 // continuation marker and its padded metadata length, and the end-of-stream marker when the
 // client has sent everything.
-func flightToIPC(stream flight.FlightService_DoExchangeServer, w io.Writer, n *int64) error {
+//
+// The call waits for its client under an idle budget as a socket does: when it runs out in
+// Recv, the request fails with the idle error (and the call ends, which ends the Recv).
+func flightToIPC(stream flight.FlightService_DoExchangeServer, w io.Writer, n *int64, idle time.Duration) error {
 	var pad [8]byte
+	budget := idleBudget{idle: idle}
 	for {
+		left := budget.left()
+		if left <= 0 {
+			return &idleError{idle}
+		}
+		start := time.Now()
+		timedOut := make(chan struct{})
+		timer := time.AfterFunc(left, func() {
+			close(timedOut)
+			if pw, ok := w.(*io.PipeWriter); ok {
+				pw.CloseWithError(&idleError{idle})
+			}
+		})
 		fd, err := stream.Recv()
+		timer.Stop()
+		select {
+		case <-timedOut:
+			return &idleError{idle}
+		default:
+		}
+		budget.note(len(fd.GetDataHeader())+len(fd.GetDataBody()), time.Since(start))
 		if err == io.EOF {
 			_, err := w.Write([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 			return err
@@ -168,27 +206,20 @@ func ipcToFlight(r io.Reader, stream flight.FlightService_DoExchangeServer, trai
 	br := bufio.NewReaderSize(r, 1<<16)
 	var sendErr error
 	for {
-		var prefix [8]byte
-		if _, err := io.ReadFull(br, prefix[:]); err != nil {
+		msg, err := readMessageHead(br, math.MaxInt32, math.MaxInt64) // the server's own reply
+		if err == io.EOF {
+			break // the data stream's end
+		}
+		if err != nil {
 			io.Copy(io.Discard, br)
 			return err
 		}
-		metaLen := int(binary.LittleEndian.Uint32(prefix[4:]))
-		if metaLen == 0 {
-			break // the data stream's end
-		}
-		meta := make([]byte, metaLen)
-		if _, err := io.ReadFull(br, meta); err != nil {
-			return err
-		}
-		m := ipc.NewMessage(memory.NewBufferBytes(meta), memory.NewBufferBytes(nil))
-		body := make([]byte, m.BodyLen())
-		m.Release()
+		body := make([]byte, msg.bodyLen)
 		if _, err := io.ReadFull(br, body); err != nil {
 			return err
 		}
 		if sendErr == nil {
-			sendErr = stream.Send(&flight.FlightData{DataHeader: meta, DataBody: body})
+			sendErr = stream.Send(&flight.FlightData{DataHeader: msg.meta, DataBody: body})
 		}
 	}
 	st := map[string]string{}

@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,9 +17,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/entropy-polarity/papo/internal/testcert"
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 // records decodes an IPC stream.
@@ -42,10 +47,20 @@ func records(t *testing.T, data []byte) []arrow.Record {
 // 0 cancels the call after that many batches.
 func exchange(t *testing.T, c flight.Client, token string, req []byte, stopAfter int) ([]arrow.Record, metadata.MD, error) {
 	t.Helper()
+	header := ""
+	if token != "" {
+		header = "Bearer " + token
+	}
+	return exchangeAuth(t, c, header, req, stopAfter)
+}
+
+// exchangeAuth is exchange with the authorization header as given (none when "").
+func exchangeAuth(t *testing.T, c flight.Client, header string, req []byte, stopAfter int) ([]arrow.Record, metadata.MD, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	if header != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", header)
 	}
 	stream, err := c.DoExchange(ctx)
 	if err != nil {
@@ -81,19 +96,26 @@ func exchange(t *testing.T, c flight.Client, token string, req []byte, stopAfter
 	return out, stream.Trailer(), nil
 }
 
-// TestFlight: DoExchange returns the numbers of the same request on a socket; a missing or
-// wrong token is refused; a client that disconnects mid-stream leaves the server serving;
-// batches over gRPC's default 4 MiB pass.
-func TestFlight(t *testing.T) {
-	srv, sock := startServer(t, Config{StateDir: t.TempDir(), Token: testToken})
+// startFlight serves srv's Flight on a loopback port until the test ends; it returns the address.
+func startFlight(t *testing.T, srv *Server) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fs := srv.NewFlight(l)
 	go fs.Serve()
-	defer fs.Shutdown()
-	c, err := flight.NewClientWithMiddleware(l.Addr().String(), nil, nil,
+	t.Cleanup(fs.Shutdown)
+	return l.Addr().String()
+}
+
+// TestFlight: DoExchange returns the numbers of the same request on a socket; a missing or
+// wrong token is refused; a client that disconnects mid-stream leaves the server serving;
+// batches over gRPC's default 4 MiB pass.
+func TestFlight(t *testing.T) {
+	srv, sock := startServer(t, Config{StateDir: t.TempDir(), Token: testToken})
+	addr := startFlight(t, srv)
+	c, err := flight.NewClientWithMiddleware(addr, nil, nil,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
@@ -149,5 +171,43 @@ func TestFlight(t *testing.T) {
 	}
 	if got3, _, err := exchange(t, c, testToken, big, 0); err != nil || len(got3) == 0 {
 		t.Fatalf("a 6 MB batch: %v", err)
+	}
+}
+
+// TestFlightTLS: with Config.TLS, Flight serves over TLS (a client that trusts the self-signed
+// certificate made here is answered; a plaintext client is not); the token must come as
+// "Bearer TOKEN": the bare token is refused.
+func TestFlightTLS(t *testing.T) {
+	cert := testcert.New(t)
+	srv, err := New(Config{Engine: polarity.NewCPU(2), Token: testToken,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert.Pair}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	addr := startFlight(t, srv)
+	connect := func(creds credentials.TransportCredentials) flight.Client {
+		c, err := flight.NewClientWithMiddleware(addr, nil, nil, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	secure := connect(credentials.NewTLS(&tls.Config{RootCAs: cert.Pool, ServerName: "127.0.0.1"}))
+	req := input(t, 7, nil)
+	got, _, err := exchange(t, secure, testToken, req, 0)
+	if err != nil || len(got) == 0 {
+		t.Fatalf("over TLS: %d batches, %v", len(got), err)
+	}
+	if _, _, err := exchangeAuth(t, secure, testToken, req, 0); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("the token without \"Bearer \": %v; want Unauthenticated", err)
+	}
+	if _, _, err := exchangeAuth(t, secure, "bearer "+testToken, req, 0); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("\"bearer \" in lower case: %v; want Unauthenticated", err)
+	}
+	plain := connect(insecure.NewCredentials())
+	if _, _, err := exchange(t, plain, testToken, req, 0); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a plaintext client of the TLS server: %v; want Unavailable", err)
 	}
 }

@@ -22,6 +22,8 @@ func (a Address) String() string {
 		return "stdio"
 	case "unix":
 		return "unix://" + a.Addr
+	case "tls":
+		return "tls://" + a.Addr // TCP with TLS (papo serve --tls-cert)
 	}
 	return "tcp://" + a.Addr
 }

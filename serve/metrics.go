@@ -28,7 +28,7 @@ func NewMetrics(engine string) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "papo_requests_total",
-			Help: "Requests served, by kind (analyze, reweight, rollback) and status (ok, error)."}, []string{"kind", "status"}),
+			Help: "Requests served, by kind (analyze, reweight, rollback, stats; invalid for any other papo.request) and status (ok, error)."}, []string{"kind", "status"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "papo_request_errors_total",
 			Help: "Failed requests by error kind (input, request, auth, too_large, state, busy, shutdown, internal, client_gone)."}, []string{"kind"}),
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "papo_tokens_total",
@@ -51,6 +51,16 @@ func NewMetrics(engine string) *Metrics {
 	m.reg.MustRegister(m.requests, m.errors, m.tokens, m.bytesIn, m.bytesOut, m.latency, m.tokenRate, m.connections,
 		engineInfo, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// HTTPServer is an HTTP server of the metrics at /metrics, with every client-controlled
+// wait bounded by timeout (headers, the request, the reply, an idle keep-alive connection)
+// and headers capped at 64 KiB.
+func (m *Metrics) HTTPServer(timeout time.Duration) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		IdleTimeout: timeout, MaxHeaderBytes: 64 << 10}
 }
 
 // Handler serves the metrics in the Prometheus text format.

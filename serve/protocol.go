@@ -2,7 +2,6 @@ package serve
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -68,8 +67,9 @@ const (
 
 // requestError is an error with its kind.
 type requestError struct {
-	kind ErrorKind
-	err  error
+	kind  ErrorKind
+	err   error
+	stack []byte // a recovered panic's stack, for the log only
 }
 
 func (e *requestError) Error() string { return e.err.Error() }
@@ -90,7 +90,6 @@ type request struct {
 	natural    bool
 	reset      bool
 	rollbackTo int64
-	tokenOK    bool
 	global     map[int64]papo.StepPartials // papo.global_stats
 }
 
@@ -101,6 +100,21 @@ func needsContract(s *arrow.Schema) bool {
 	return strings.TrimSpace(kind) != Rollback
 }
 
+// checkToken checks the request's papo.token against token ("": none required).
+func checkToken(md arrow.Metadata, token string) error {
+	if token == "" {
+		return nil
+	}
+	got, _ := md.GetValue(KeyToken)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+		return nil
+	}
+	if got == "" {
+		return errorf(KindAuth, "the server requires a token: put it in the request's schema metadata as %s", KeyToken)
+	}
+	return errorf(KindAuth, "wrong %s", KeyToken)
+}
+
 // parseRequest reads the request metadata over the server's defaults.
 func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*request, error) {
 	get := func(k string) (string, bool) {
@@ -108,15 +122,8 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		return strings.TrimSpace(v), ok
 	}
 	req := &request{kind: Analyze, config: defaults}
-	if token != "" {
-		got, _ := md.GetValue(KeyToken)
-		req.tokenOK = subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-		if !req.tokenOK {
-			if got == "" {
-				return req, errorf(KindAuth, "the server requires a token: put it in the request's schema metadata as %s", KeyToken)
-			}
-			return req, errorf(KindAuth, "wrong %s", KeyToken)
-		}
+	if err := checkToken(md, token); err != nil {
+		return req, err
 	}
 	if v, ok := get(KeyRequest); ok {
 		req.kind = v
@@ -165,11 +172,9 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		if req.kind != Reweight {
 			return req, errorf(KindRequest, "%s belongs to a reweight request", KeyGlobalStats)
 		}
-		var rows []papoio.StepPartials
-		dec := json.NewDecoder(strings.NewReader(v))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rows); err != nil {
-			return req, errorf(KindRequest, "%s: want a JSON array of partials rows (the summed stats tables): %v", KeyGlobalStats, err)
+		rows, err := papoio.DecodePartialsJSON([]byte(v))
+		if err != nil {
+			return req, errorf(KindRequest, "%s (the summed stats tables): %v", KeyGlobalStats, err)
 		}
 		req.global = run.GlobalPartials(rows)
 	}

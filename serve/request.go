@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/run"
 )
 
@@ -74,9 +76,16 @@ func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log
 
 // logRequest logs a request and counts it in the metrics.
 func (s *Server) logRequest(log *slog.Logger, o *outcome, written int64, elapsed time.Duration) {
+	// The metrics' kind label takes known values only: an invented papo.request is "invalid"
+	// (the log's error names the value), so a client cannot create new series.
 	kindName := Analyze
 	if o.req != nil {
 		kindName = o.req.kind
+	}
+	switch kindName {
+	case Analyze, Reweight, Rollback, Stats:
+	default:
+		kindName = "invalid"
 	}
 	attrs := []any{"kind", kindName, "tokens", o.tokens, "steps", len(o.steps), "bytes_in", o.bytesIn,
 		"bytes_out", written, "seconds", elapsed.Seconds()}
@@ -90,6 +99,9 @@ func (s *Server) logRequest(log *slog.Logger, o *outcome, written int64, elapsed
 	if o.err != nil {
 		status = "error"
 		attrs = append(attrs, "error_kind", string(o.kind()), "err", o.err.Error())
+		if re := (*requestError)(nil); errors.As(o.err, &re) && re.stack != nil {
+			attrs = append(attrs, "stack", string(re.stack))
+		}
 		if o.kind() == KindAuth {
 			log.Warn("request refused", attrs...)
 		} else {
@@ -112,7 +124,7 @@ func lingerClose(c *conn, br *bufio.Reader) {
 		return
 	}
 	cw.CloseWrite()
-	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.in.stop = time.Now().Add(2 * time.Second)
 	io.CopyN(io.Discard, br, 16<<20)
 }
 
@@ -121,13 +133,38 @@ func lingerClose(c *conn, br *bufio.Reader) {
 // token is the papo.token a request must carry ("" when the transport checked it already).
 func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, log *slog.Logger, token string) (o *outcome) {
 	o = &outcome{}
+	// A panic while serving one request (a bug) is that request's internal error: the server
+	// goes on serving. Where in the reply it came is unknown, so the connection ends after the
+	// status. (Compute recovers the engine's panics itself, keeping the reply well-formed.)
+	defer func() {
+		if p := recover(); p != nil {
+			o.err = internalPanic(p)
+			o.consumed = false
+		}
+	}()
+	if err := checkSchemaLength(br); err != nil {
+		o.err = err
+		s.emptyData(q)
+		return o
+	}
 	// br is the connection's own buffer (papoio.NewReader uses a *bufio.Reader of 64 KiB as it
 	// is): the reader stops at the end-of-stream marker, and the next request starts there.
+	var schema *arrow.Schema // once the schema message has been read whole
+	contract := func(s *arrow.Schema) bool { schema = s; return needsContract(s) }
 	rd, err := papoio.NewReader(br, "request", s.cfg.Mem,
-		papoio.WithStreamOnly(), papoio.WithMaxBufferBytes(s.cfg.MaxBatchBytes), papoio.WithContract(needsContract))
+		papoio.WithStreamOnly(), papoio.WithMaxBufferBytes(s.cfg.MaxBatchBytes), papoio.WithContract(contract))
 	if err != nil {
 		o.err = s.inputError(err)
 		s.emptyData(q)
+		if schema != nil {
+			// The schema breaks the contract (papo.temperature=-1, a missing column): with the
+			// right token, the rest of the stream is read and dropped, and the connection goes on.
+			if aerr := checkToken(schema.Metadata(), token); aerr != nil {
+				o.err = aerr
+			} else {
+				o.consumed = skipStream(br, s.cfg.MaxBatchBytes) == nil
+			}
+		}
 		return o
 	}
 	defer rd.Close()
@@ -155,6 +192,22 @@ func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, lo
 	return o
 }
 
+// internalPanic is the internal error of a recovered panic, with its stack for the log.
+func internalPanic(p any) error {
+	return &requestError{kind: KindInternal, err: fmt.Errorf("internal error (a bug in papo serve; the server goes on): %v", p),
+		stack: debug.Stack()}
+}
+
+// guard runs f, turning its panic into an internal error.
+func guard(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = internalPanic(p)
+		}
+	}()
+	return f()
+}
+
 // countingReader counts the request bytes.
 type countingReader struct {
 	r io.Reader
@@ -175,9 +228,16 @@ func drain(rd *papoio.Reader) bool {
 }
 
 func (s *Server) inputError(err error) error {
+	var re *requestError
+	if errors.As(err, &re) {
+		return err
+	}
 	if errors.Is(err, papoio.ErrBufferLimit) {
 		return &requestError{kind: KindTooLarge, err: fmt.Errorf("%w (the server's --max-batch-bytes is %d: send smaller record batches)",
 			err, s.cfg.MaxBatchBytes)}
+	}
+	if errors.Is(err, errIdle) {
+		return &requestError{kind: KindInput, err: err}
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		return &requestError{kind: KindInput, err: fmt.Errorf("the request stream was cut: %w", err)}
@@ -224,6 +284,11 @@ func (s *Server) rollback(req *request, md arrow.Metadata, o *outcome, log *slog
 	params.NaturalGradient = req.natural
 	unlock := s.lockRun(req.runID)
 	defer unlock()
+	if s.cfg.StateDir != "" && !papo.StateExists(s.statePath(req.runID)) {
+		// A rollback of a run that has no state does not create one.
+		o.err = errorf(KindState, "run %s has no state in the state directory: nothing to roll back", req.runID)
+		return
+	}
 	rw, err := s.openRun(req, papo.WithSignal(params))
 	if err != nil {
 		o.err = err
@@ -317,6 +382,11 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
+		defer func() {
+			if p := recover(); p != nil {
+				readErr <- internalPanic(p)
+			}
+		}()
 		for rd.Next() {
 			b := rd.Batch()
 			b.Record.Retain()
@@ -334,7 +404,7 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	for b := range batches {
 		o.tokens += int64(b.Input.Rows())
 		if o.err == nil {
-			if err := p.Add(ctx, b); err != nil {
+			if err := guard(func() error { return p.Add(ctx, b) }); err != nil {
 				fail(s.pipelineError(ctx, q, err))
 			}
 		}
@@ -350,7 +420,7 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 		o.consumed = true
 	}
 	if o.err == nil {
-		if err := p.Close(ctx); err != nil {
+		if err := guard(func() error { return p.Close(ctx) }); err != nil {
 			fail(s.pipelineError(ctx, q, err))
 		}
 	}
@@ -385,7 +455,12 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 // pipelineError classifies an error of the run pipeline.
 func (s *Server) pipelineError(ctx context.Context, q *replyQueue, err error) error {
 	var he *papo.HistoryError
+	var re *requestError
 	switch {
+	case errors.As(err, &re):
+		return err // classified already (a recovered panic)
+	case errors.Is(err, polarity.ErrInternal):
+		return &requestError{kind: KindInternal, err: err}
 	case ctx.Err() != nil:
 		return &requestError{kind: KindShutdown, err: errors.New("the server is shutting down: the request was stopped and its run state is unchanged")}
 	case q.failed():

@@ -148,7 +148,8 @@ func wantStatus(t *testing.T, rep *reply, status, kind string) {
 // run id, several requests on one connection, a re-sent step rolling back to the same
 // weights, an explicit rollback, and errors that keep the connection usable.
 func TestRequests(t *testing.T) {
-	_, sock := startServer(t, Config{StateDir: t.TempDir()})
+	stateDir := t.TempDir()
+	_, sock := startServer(t, Config{StateDir: stateDir})
 	c := dial(t, sock)
 	plain, err := c.do(input(t, 1, nil))
 	if err != nil {
@@ -187,6 +188,32 @@ func TestRequests(t *testing.T) {
 	if rb.status[KeyLastStep] != "0" || !strings.Contains(rb.status[KeyRollback], "forgetting 2") {
 		t.Fatalf("rollback: status %v", rb.status)
 	}
+	// A rollback of a run that has no state is refused and creates nothing; a refused reweight
+	// leaves no lock file behind.
+	rollbackOf := func(run string) []byte {
+		md := arrow.MetadataFrom(withMeta(KeyRequest, Rollback, KeyRunID, run, KeyRollbackTo, "1"))
+		var buf bytes.Buffer
+		w := ipc.NewWriter(&buf, ipc.WithSchema(arrow.NewSchema(nil, &md)))
+		w.Close()
+		return buf.Bytes()
+	}
+	unknown, err := c.do(rollbackOf("never-ran"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, unknown, "error", string(KindState))
+	nanFirst, err := testinput.Stream(testinput.Spec{V: 1000, Steps: testinput.StepRows(20, 0, 1), Batches: []int{40}, Seed: 1,
+		Meta: withMeta(KeyRequest, Reweight, KeyRunID, "never-ran"),
+		Edit: func(c *papoio.InputColumns) { c.Batch.Logits.F32[3*1000] = float32(math.NaN()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.do(nanFirst); err != nil || rep.status[KeyErrorKind] != string(KindInput) {
+		t.Fatalf("a reweight with a NaN in its first step: %v, %v", err, rep)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(stateDir, "never-ran*")); len(matches) != 0 {
+		t.Fatalf("a rollback of an unknown run and a refused reweight left %v", matches)
+	}
 	// Errors that leave the connection at a request boundary.
 	for _, tc := range []struct {
 		name string
@@ -199,6 +226,9 @@ func TestRequests(t *testing.T) {
 		{"bad config", withMeta(KeyRequest, Reweight, KeyRunID, "run-b", KeyConfig, `{"lambda": 7}`), string(KindRequest)},
 		{"unknown config key", withMeta(KeyRequest, Reweight, KeyRunID, "run-b", KeyConfig, `{"lamda": 0.1}`), string(KindRequest)},
 		{"other parameters than the run's", withMeta(KeyRequest, Reweight, KeyRunID, "run-a", KeyConfig, `{"lambda": 0.3}`), string(KindState)},
+		// The schema breaks the input contract: the stream is read to its end and dropped.
+		{"papo.temperature=-1", withMeta("papo.temperature", "-1"), string(KindInput)},
+		{"papo.clip_low=-0.2", withMeta("papo.clip_low", "-0.2"), string(KindInput)},
 	} {
 		rep, err := c.do(input(t, 1, tc.md))
 		if err != nil {
@@ -271,7 +301,10 @@ func TestBadClients(t *testing.T) {
 		{name: "truncated, half-closed", req: valid[:len(valid)/3], kind: string(KindInput)},
 		{name: "wrong schema", req: wrongSchema, kind: string(KindInput)},
 		{name: "batch over --max-batch-bytes", req: big, kind: string(KindTooLarge)},
+		{name: "schema over MaxSchemaBytes", req: input(t, 3, withMeta(KeyToken, testToken, "x", strings.Repeat("x", MaxSchemaBytes))),
+			kind: string(KindTooLarge)},
 		{name: "missing token", req: input(t, 3, nil), kind: string(KindAuth)},
+		{name: "missing token, schema breaking the contract", req: input(t, 3, withMeta("papo.temperature", "-1")), kind: string(KindAuth)},
 		{name: "wrong token", req: input(t, 3, withMeta(KeyToken, "guess")), kind: string(KindAuth)},
 		{name: "wrong token for a run", req: input(t, 3, withMeta(KeyToken, "guess", KeyRequest, Reweight, KeyRunID, "good")), kind: string(KindAuth)},
 	}
@@ -447,7 +480,31 @@ func TestStatsRequests(t *testing.T) {
 	if len(a) != 60 || !slices.Equal(a, b) || slices.Equal(a, make([]float32, 60)) {
 		t.Fatalf("weights with the global table differ from a plain reweight (%d, %d)", len(a), len(b))
 	}
-	bad, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global2", KeyGlobalStats, `[{"step":0}]`)))
+	// Counts as integral floats (an all-reduce's float64, pandas) are those integers.
+	asFloats := floatCounts(t, rows)
+	floats, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "floats", KeyConfig, conf, KeyGlobalStats, asFloats)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, floats, "ok", "")
+	if !slices.Equal(weights(floats.data), a) {
+		t.Fatalf("counts written as 59.0: other weights")
+	}
+	for _, tc := range []struct{ name, global, want string }{
+		{"a step twice", string(global[:len(global)-1]) + "," + string(global[1:]), "step 0 is listed twice (rows 0 and 3)"},
+		{"a count that is not whole", strings.Replace(asFloats, ".0,", ".5,", 1), "step 0: entropy_tokens"},
+	} {
+		rep, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "bad-global", KeyGlobalStats, tc.global)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, rep, "error", string(KindRequest))
+		if !strings.Contains(rep.status[KeyError], tc.want) {
+			t.Fatalf("%s: error %q, want %q", tc.name, rep.status[KeyError], tc.want)
+		}
+	}
+	first, _ := json.Marshal(rows[:1])
+	bad, err := c.do(input(t, 6, withMeta(KeyRequest, Reweight, KeyRunID, "global2", KeyGlobalStats, string(first))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,6 +512,23 @@ func TestStatsRequests(t *testing.T) {
 	if !strings.Contains(bad.status[KeyError], "step 1 is not in the global statistics") {
 		t.Fatalf("a step missing from the global table: %v", bad.status)
 	}
+}
+
+// floatCounts writes a partials table as JSON with its step and counts as floats (3.0).
+func floatCounts(t *testing.T, rows []papoio.StepPartials) string {
+	t.Helper()
+	var objs []map[string]any
+	for _, r := range rows {
+		objs = append(objs, map[string]any{"step": json.Number(fmt.Sprintf("%d.0", r.Step)),
+			"entropy_tokens": json.Number(fmt.Sprintf("%d.0", r.EntropyTokens)), "entropy_sum": r.EntropySum,
+			"weighted_tokens": json.Number(fmt.Sprintf("%d.0", r.WeightedTokens)), "polarity_sum": r.PolaritySum,
+			"polarity_sum2": r.PolaritySum2, "abs_advantage_sum": r.AbsAdvantage, "abs_advantage_sign_sum": r.AbsAdvantageSign})
+	}
+	b, err := json.Marshal(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // testinputStream is one batch of rows × v float32 logits.

@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,11 @@ type Config struct {
 	StateDir string
 	// History is how many steps a run state remembers (papo.WithHistory; 0: papo.DefaultHistory).
 	History int
-	// Token, when set, is required in every request's metadata (papo.token).
+	// Token, when set, is required in every request's metadata (papo.token; on Flight, the
+	// header authorization: Bearer TOKEN).
 	Token string
+	// TLS, when set, serves the Flight calls over TLS (ListenTLS does the same for sockets).
+	TLS *tls.Config
 	// MaxBatchBytes caps one record batch's body (0: 1 GiB).
 	MaxBatchBytes int64
 	// MaxReplyBuffer caps the reply bytes buffered for a client that does not read yet
@@ -41,6 +45,13 @@ type Config struct {
 	// WriteTimeout bounds one write to a client (0: 5 minutes): a client that stops reading
 	// loses its connection, not the server's memory.
 	WriteTimeout time.Duration
+	// IdleTimeout bounds the time a connection waits for its client (0: 60 s): the waiting
+	// before a request, and during one until the client has sent 64 KiB more. A client that
+	// sends nothing, or a byte a second, is dropped; the server's own computing does not count.
+	IdleTimeout time.Duration
+	// MaxConns caps the open socket connections (0: 256); one more is answered with kind busy
+	// and closed. Flight calls count against it as streams (MaxConcurrentStreams).
+	MaxConns int
 	// Logger receives the structured log (nil: discard).
 	Logger *slog.Logger
 	// Metrics, when set, counts requests, tokens, bytes, errors and latency.
@@ -60,6 +71,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	sockets   int // socket connections open (MaxConns)
 	draining  bool
 	hard      context.Context // cancelled by Close: requests in flight stop
 	stop      context.CancelFunc
@@ -88,6 +100,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 256
 	}
 	if cfg.History <= 0 {
 		cfg.History = papo.DefaultHistory
@@ -178,9 +196,18 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		c := &conn{rw: nc, nc: nc, remote: remoteName(nc)}
-		if !s.track(c) {
+		c.in = &clientReader{nc: nc, budget: idleBudget{idle: s.cfg.IdleTimeout}}
+		c.rw = struct {
+			io.Reader
+			io.Writer
+		}{c.in, nc}
+		switch s.track(c) {
+		case trackClosed:
 			nc.Close()
 			return ErrServerClosed
+		case trackFull:
+			go s.refuseBusy(c)
+			continue
 		}
 		go s.serveConn(c)
 	}
@@ -208,22 +235,53 @@ func (s *Server) ServeStream(r io.Reader, w io.Writer, name string) error {
 		io.Reader
 		io.Writer
 	}{r, w}, remote: name}
-	if !s.track(c) {
+	if s.track(c) == trackClosed {
 		return ErrServerClosed
 	}
 	s.serveConn(c)
 	return nil
 }
 
-func (s *Server) track(c *conn) bool {
+const (
+	tracked = iota
+	trackClosed
+	trackFull
+)
+
+// track counts a new connection: trackClosed while draining, trackFull for a socket over
+// MaxConns (the byte stream of ServeStream always counts).
+func (s *Server) track(c *conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		return trackClosed
+	}
+	if c.nc != nil {
+		if s.sockets >= s.cfg.MaxConns {
+			return trackFull
+		}
+		s.sockets++
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return true
+	return tracked
+}
+
+// refuseBusy answers a connection over MaxConns with kind busy and closes it, within the
+// write timeout's bound of a few seconds.
+func (s *Server) refuseBusy(c *conn) {
+	defer c.nc.Close()
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	q := newReplyQueue(1 << 20)
+	go q.run(c.nc)
+	o := &outcome{err: errorf(KindBusy, "the server has --max-conns %d connections open: retry later", s.cfg.MaxConns)}
+	s.emptyData(q)
+	s.writeStatus(q, o)
+	written, _ := q.close()
+	s.logRequest(s.log.With("client", c.remote), o, written, 0)
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 }
 
 // Shutdown stops accepting, lets every request in progress finish (its reply written, its run
@@ -269,7 +327,8 @@ func (s *Server) Close() {
 // conn is one client connection.
 type conn struct {
 	rw     io.ReadWriter
-	nc     net.Conn // nil for a byte stream
+	nc     net.Conn      // nil for a byte stream
+	in     *clientReader // nc's reading side under the idle budget; nil for a byte stream
 	remote string
 
 	mu     sync.Mutex
@@ -341,6 +400,9 @@ func (s *Server) serveConn(c *conn) {
 		c.close()
 		s.mu.Lock()
 		delete(s.conns, c)
+		if c.nc != nil {
+			s.sockets--
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
@@ -351,7 +413,11 @@ func (s *Server) serveConn(c *conn) {
 	in := &countingReader{r: c.rw}
 	br := bufio.NewReaderSize(in, 1<<16)
 	for n := 0; ; n++ {
-		// Wait for the next request's first byte; the end of the input ends the connection.
+		// Wait for the next request's first byte (a fresh idle budget); the end of the input
+		// ends the connection.
+		if c.in != nil {
+			c.in.budget.renew()
+		}
 		if _, err := br.Peek(1); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				log.Debug("connection ended", "err", err)

@@ -111,7 +111,7 @@ func (f *runFlags) params(fs *flag.FlagSet, params polarity.Params) (polarity.Pa
 	}
 	params.NaturalGradient = *f.npg
 	if err := params.Validate(); err != nil {
-		return params, usagef("%v", err)
+		return params, usagef("--temperature, --lr, --clip-low, --clip-high (or the input's metadata): %v", err)
 	}
 	return params, nil
 }

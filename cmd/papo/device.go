@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -90,22 +89,41 @@ func delegate(env *environment, args []string) string {
 	return fmt.Sprintf("could not start %s: %v", bin, err)
 }
 
-// findCUDABinary looks for papo-cuda next to this executable, then on PATH.
+// cudaEnv names the papo-cuda binary to hand over to, instead of the one next to papo.
+const cudaEnv = "PAPO_CUDA"
+
+// findCUDABinary is the papo-cuda that --device auto may hand over to: $PAPO_CUDA, else the
+// papo-cuda next to this executable. Never one found on PATH: a directory early on PATH (a
+// project's bin/, a writable one) would otherwise run as the user's papo with its token.
 func findCUDABinary() (string, error) {
-	if self, err := os.Executable(); err == nil {
-		if resolved, err := filepath.EvalSymlinks(self); err == nil {
-			self = resolved
+	self, err := os.Executable()
+	if err != nil {
+		self = ""
+	} else if resolved, err := filepath.EvalSymlinks(self); err == nil {
+		self = resolved
+	}
+	return cudaBinaryFor(self, os.Getenv(cudaEnv))
+}
+
+// cudaBinaryFor is findCUDABinary for the executable self and the value of $PAPO_CUDA.
+func cudaBinaryFor(self, pinned string) (string, error) {
+	executable := func(p string) bool {
+		st, err := os.Stat(p)
+		return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+	}
+	if pinned != "" {
+		if !filepath.IsAbs(pinned) || !executable(pinned) {
+			return "", fmt.Errorf("%s=%q: want the absolute path of an executable papo-cuda", cudaEnv, pinned)
 		}
-		cand := filepath.Join(filepath.Dir(self), cudaBinary)
-		if st, err := os.Stat(cand); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		return pinned, nil
+	}
+	if self != "" {
+		if cand := filepath.Join(filepath.Dir(self), cudaBinary); executable(cand) {
 			return cand, nil
 		}
 	}
-	p, err := exec.LookPath(cudaBinary)
-	if err != nil {
-		return "", errors.New("no papo-cuda binary next to papo or on PATH (build it with `make cuda` on a CUDA host)")
-	}
-	return p, nil
+	return "", fmt.Errorf("no papo-cuda next to papo (%s) and no %s (build it with `make cuda` on a CUDA host; PATH is not searched)",
+		filepath.Dir(self), cudaEnv)
 }
 
 // runProbe lists the usable CUDA devices: exit 0 when there is one.

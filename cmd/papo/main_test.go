@@ -283,16 +283,30 @@ func TestBadInputExitCodes(t *testing.T) {
 }
 
 func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
-	// A papo-cuda on PATH whose probe fails as the real one does on a GPU-less host.
+	// A papo-cuda whose probe fails as the real one does on a GPU-less host, and that leaves a
+	// mark when it runs.
 	bin := t.TempDir()
-	fake := "#!/bin/sh\necho 'papo-cuda: no usable CUDA device: CUDA_ERROR_NO_DEVICE' >&2\nexit 3\n"
+	mark := filepath.Join(bin, "ran")
+	fake := "#!/bin/sh\ntouch " + mark + "\necho 'papo-cuda: no usable CUDA device: CUDA_ERROR_NO_DEVICE' >&2\nexit 3\n"
 	if err := os.WriteFile(filepath.Join(bin, "papo-cuda"), []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.arrow")
 	writeInput(t, in, goldenInput([]int32{0, 3, 1}, []float64{1, -1, 0.5}), nil)
+	// On PATH only, it is never run: --device auto hands over only to the papo-cuda next to
+	// papo or to $PAPO_CUDA.
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("PAPO_CUDA", "")
+	code, _, stderr := runCLI(t, "analyze", in, "-o", filepath.Join(dir, "path.arrow"), "--device", "auto", "--quiet")
+	if _, err := os.Stat(mark); code != 0 || err == nil || !strings.Contains(stderr, "PATH is not searched") {
+		t.Fatalf("papo-cuda on PATH: exit %d, ran %v, stderr %s", code, err == nil, stderr)
+	}
+	t.Setenv("PAPO_CUDA", "papo-cuda")
+	if code, _, stderr := runCLI(t, "analyze", in, "--device", "cuda"); code != 1 || !strings.Contains(stderr, "PAPO_CUDA=\"papo-cuda\": want the absolute path") {
+		t.Fatalf("a relative PAPO_CUDA: exit %d, stderr %s", code, stderr)
+	}
+	t.Setenv("PAPO_CUDA", filepath.Join(bin, "papo-cuda"))
 	outs := map[string]string{}
 	for _, device := range []string{"auto", "cpu"} {
 		out := filepath.Join(dir, device+".arrow")
@@ -314,7 +328,7 @@ func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
 		t.Error("--device auto (fallen back) and --device cpu wrote different outputs")
 	}
 	// --device cuda fails instead of falling back.
-	code, _, stderr := runCLI(t, "analyze", in, "--device", "cuda")
+	code, _, stderr = runCLI(t, "analyze", in, "--device", "cuda")
 	if code != 1 || !strings.Contains(stderr, "CUDA_ERROR_NO_DEVICE") {
 		t.Errorf("--device cuda: exit %d, stderr %s", code, stderr)
 	}

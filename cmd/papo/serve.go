@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/serve"
@@ -45,8 +47,14 @@ func runServe(env *environment, args []string) error {
 	threads := fs.Int("threads", 0, "CPU engine worker threads (0: all cores)")
 	stateDir := fs.String("state-dir", "", "directory of the run states, one <papo.run_id>.json per run (needed for reweight requests)")
 	history := fs.Int("state-history", papo.DefaultHistory, "steps each run state remembers, so that a re-sent step can roll the run back")
-	allowRemote := fs.Bool("allow-remote", false, "allow TCP addresses other than loopback (requires PAPO_TOKEN in the environment)")
+	allowRemote := fs.Bool("allow-remote", false, "allow TCP addresses other than loopback (requires PAPO_TOKEN and --tls-cert/--tls-key)")
+	insecureLoopback := fs.Bool("insecure-loopback", false, "serve loopback TCP (--listen tcp://, --flight) without PAPO_TOKEN: every local user can then use every run")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) for TLS on the TCP listeners and Flight")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	maxBatch := fs.Int64("max-batch-bytes", 1<<30, "largest record batch body a request may send")
+	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "drop a client that sends less than 64 KiB in this much waiting (nothing, or a byte a second)")
+	maxConns := fs.Int("max-conns", 256, "most socket connections open at once (one more is answered with kind busy); Flight: concurrent calls per connection")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "after SIGTERM, how long requests in progress may take to finish before they are stopped")
 	flightAddr := fs.String("flight", "", "also serve Arrow Flight DoExchange on this address (host:port, loopback unless --allow-remote; Bearer token)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (host:port, loopback unless --allow-remote)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
@@ -78,6 +86,31 @@ func runServe(env *environment, args []string) error {
 	token := os.Getenv("PAPO_TOKEN")
 	if *allowRemote && token == "" {
 		return usagef("--allow-remote requires a shared token in PAPO_TOKEN: clients send it as the papo.token schema metadata")
+	}
+	tcp := *flightAddr != ""
+	for _, a := range listens {
+		tcp = tcp || a.Network == "tcp"
+	}
+	switch {
+	case tcp && token == "" && !*insecureLoopback:
+		return usagef("TCP (--listen tcp://, --flight) requires a shared token in PAPO_TOKEN: any local user can connect to a " +
+			"loopback port and reset or roll back any run (or give --insecure-loopback to go without)")
+	case *insecureLoopback && *allowRemote:
+		return usagef("--insecure-loopback and --allow-remote exclude each other: a remote client needs the token")
+	case (*tlsCert == "") != (*tlsKey == ""):
+		return usagef("--tls-cert and --tls-key go together")
+	case *allowRemote && *tlsCert == "":
+		return usagef("--allow-remote requires --tls-cert and --tls-key: a token sent in cleartext over a network is not a secret")
+	case *idleTimeout <= 0 || *maxConns <= 0 || *drainTimeout <= 0:
+		return usagef("--idle-timeout, --max-conns and --drain-timeout: want values > 0")
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return usagef("--tls-cert %s, --tls-key %s: %v", *tlsCert, *tlsKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
 	stdio := 0
 	for _, a := range listens {
@@ -123,7 +156,8 @@ func runServe(env *environment, args []string) error {
 		metrics = serve.NewMetrics(engine.Name())
 	}
 	srv, err := serve.New(serve.Config{Engine: engine, Reweight: cfg, StateDir: *stateDir, History: *history,
-		Token: token, MaxBatchBytes: *maxBatch, Logger: log, Metrics: metrics})
+		Token: token, TLS: tlsConfig, MaxBatchBytes: *maxBatch, IdleTimeout: *idleTimeout, MaxConns: *maxConns,
+		Logger: log, Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -145,10 +179,14 @@ func runServe(env *environment, args []string) error {
 			closeAll()
 			return err
 		}
-		listeners = append(listeners, l)
 		if a.Network == "tcp" {
 			a.Addr = l.Addr().String() // the port chosen for :0
+			if tlsConfig != nil {
+				l = tls.NewListener(l, tlsConfig)
+				a.Network = "tls"
+			}
 		}
+		listeners = append(listeners, l)
 		where = append(where, a.String())
 	}
 	if *flightAddr != "" {
@@ -160,7 +198,11 @@ func runServe(env *environment, args []string) error {
 		fsrv := srv.NewFlight(l)
 		go fsrv.Serve()
 		defer fsrv.Shutdown() // after srv.Shutdown: gRPC lets the calls in progress finish
-		where = append(where, "flight grpc://"+l.Addr().String())
+		scheme := "grpc"
+		if tlsConfig != nil {
+			scheme = "grpcs" // TLS
+		}
+		where = append(where, "flight "+scheme+"://"+l.Addr().String())
 	}
 	var metricsServer *http.Server
 	if *metricsAddr != "" {
@@ -169,9 +211,7 @@ func runServe(env *environment, args []string) error {
 			closeAll()
 			return fmt.Errorf("--metrics: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler())
-		metricsServer = &http.Server{Handler: mux}
+		metricsServer = metrics.HTTPServer(*idleTimeout)
 		go metricsServer.Serve(l)
 		defer metricsServer.Close()
 		where = append(where, "metrics http://"+l.Addr().String()+"/metrics")
@@ -213,7 +253,7 @@ func runServe(env *environment, args []string) error {
 	case serveErr = <-errs:
 		log.Error("listener failed", "err", serveErr)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
 	go func() {
 		select {
 		case sig := <-sigs:
@@ -223,8 +263,12 @@ func runServe(env *environment, args []string) error {
 		}
 	}()
 	err = srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("the drain timed out: requests still in progress were stopped and their run states are unchanged",
+			"drain_timeout", drainTimeout.String())
+	}
 	cancel()
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		err = nil
 	}
 	log.Info("stopped")

@@ -1,25 +1,34 @@
 #!/usr/bin/env node
 // A papo serve client with the JavaScript apache-arrow package (docs/PROTOCOL.md).
 //
-//   node client.mjs --connect unix:///run/papo.sock|tcp://127.0.0.1:7878 \
+//   node client.mjs --connect unix:///run/papo.sock|tcp://127.0.0.1:7878|tls://host:7878 \
 //       --in rollouts.arrow [--in more.arrows ...] [--out reply.arrows ...] \
 //       [--meta papo.request=reweight --meta papo.run_id=run-1 ...] [--batch-rows N] [--half-close]
 //
 // Each --in is one request on the same connection, in order; its reply's per-token output goes
 // to the matching --out (an Arrow IPC stream file). The status of each request is printed as one
-// JSON line on stdout; the exit status is 1 when a request failed. The token, if the server
-// wants one, comes from PAPO_TOKEN.
+// JSON line on stdout; the exit status is 1 when a request failed. The token, which the server
+// requires on TCP, comes from PAPO_TOKEN; PAPO_TLS_CA names the CA file for tls://.
 import net from 'node:net';
+import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Message, RecordBatch, RecordBatchStreamWriter, Schema, tableFromIPC } from 'apache-arrow';
 
-// connect opens unix:///path or tcp://host:port.
+// connect opens unix:///path, tcp://host:port or tls://host:port (papo serve --tls-cert; the
+// certificate is checked against PAPO_TLS_CA, a PEM file, when set, else the system's roots).
 export function connect(address) {
   const url = new URL(address);
   const opts = url.protocol === 'unix:' ? { path: decodeURIComponent(url.pathname) }
     : { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
   return new Promise((resolve, reject) => {
-    const socket = net.connect(opts, () => resolve(socket));
+    let socket;
+    if (url.protocol === 'tls:') {
+      if (process.env.PAPO_TLS_CA) opts.ca = readFileSync(process.env.PAPO_TLS_CA);
+      opts.servername = net.isIP(opts.host) ? undefined : opts.host;
+      socket = tls.connect(opts, () => resolve(socket));
+    } else {
+      socket = net.connect(opts, () => resolve(socket));
+    }
     socket.once('error', reject);
   });
 }

@@ -6,15 +6,17 @@ examples/node/client.mjs.
     reply.data["reweighted_advantage"]   # per token, in input order
     reply.status["papo.status"]          # "ok", or "error" with papo.error
 
+On TCP (tcp://127.0.0.1:PORT, tls://HOST:PORT) the server requires its token: set PAPO_TOKEN.
+
 In verl, call it where the driver computes advantages (after compute_advantage in
 ray_trainer.fit); in TRL, at the end of GRPOTrainer._generate_and_score_completions.
 """
 import os
 import socket
+import ssl
 from urllib.parse import urlparse
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from pyarrow import ipc
 
 
 class Reply:
@@ -30,6 +32,12 @@ class PapoClient:
         if url.scheme == "unix":
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.connect(url.path)
+        elif url.scheme == "tls":
+            # papo serve --tls-cert: the certificate is checked against PAPO_TLS_CA (a PEM
+            # file) when set, else the system's roots.
+            ctx = ssl.create_default_context(cafile=os.environ.get("PAPO_TLS_CA"))
+            raw = socket.create_connection((url.hostname, url.port))
+            self.sock = ctx.wrap_socket(raw, server_hostname=url.hostname)
         else:
             self.sock = socket.create_connection((url.hostname, url.port))
         self.file = self.sock.makefile("rwb")

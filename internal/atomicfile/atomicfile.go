@@ -3,8 +3,10 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -27,11 +29,20 @@ func Create(path string) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
+	// Mode 0666 less the umask, as os.Create gives: os.CreateTemp's 0600 (and a chmod to a
+	// fixed mode after it) would not respect the user's umask.
+	for range 10000 {
+		name := filepath.Join(dir, tempPrefix(base)+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", path, err)
+		}
+		return &File{File: f, path: path}, nil
 	}
-	return &File{File: f, path: path}, nil
+	return nil, fmt.Errorf("create %s: no free temporary name beside it", path)
 }
 
 // Path is the destination path.
@@ -55,9 +66,6 @@ func (f *File) Sync() error {
 	}
 	if err := f.File.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", f.path, err)
-	}
-	if err := os.Chmod(f.TempPath(), 0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", f.path, err)
 	}
 	f.synced = true
 	return nil
