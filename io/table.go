@@ -17,7 +17,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/csv"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -120,19 +119,11 @@ func (r *Reader) openTable(f *os.File, format Format) error {
 		if err != nil {
 			return fmt.Errorf("reading the CSV header: %w", err)
 		}
-		fields := make([]arrow.Field, len(header))
-		for i, h := range header {
-			h = strings.TrimSpace(h)
-			dt, ok := namedType(h)
-			if !ok {
-				dt = arrow.BinaryTypes.String
-			}
-			fields[i] = arrow.Field{Name: h, Type: dt, Nullable: true}
+		cr := newCSVReader(io.MultiReader(strings.NewReader(line), br), header, r.mem)
+		if _, err := cr.cr.Read(); err != nil { // the header again, so that FieldPos counts lines
+			return fmt.Errorf("reading the CSV header: %w", err)
 		}
-		sch := arrow.NewSchema(fields, nil)
-		cr := csv.NewReader(br, sch, csv.WithHeader(false), csv.WithChunk(tableRows), csv.WithAllocator(r.mem),
-			csv.WithNullReader(false, ""))
-		r.records, r.sch = cr, sch
+		r.records, r.sch = cr, cr.schema
 		r.closers = append(r.closers, func() error { cr.Release(); return nil })
 		return nil
 	case FormatJSONL:
@@ -146,49 +137,125 @@ func (r *Reader) openTable(f *os.File, format Format) error {
 	return fmt.Errorf("unknown table format %q", format)
 }
 
-// jsonlReader reads one JSON object per line into record batches; floats may be numbers or the
-// strings "NaN", "Infinity" and "-Infinity" (what papo's JSONL writer writes for them).
+// nonFiniteToken is the bare token NaN, Infinity or -Infinity that b starts with, or "".
+func nonFiniteToken(b []byte) string {
+	for _, tok := range [...]string{"NaN", "Infinity", "-Infinity"} {
+		if bytes.HasPrefix(b, []byte(tok)) {
+			return tok
+		}
+	}
+	return ""
+}
+
+// jsonlReader reads one JSON object per line into record batches. Its columns are every key of
+// every line, in the order they first appear (a key absent from a line is a null there), so no
+// line's data is dropped; the file is read twice, once for the columns and once for the rows.
+// Floats may be numbers, the bare tokens NaN, Infinity and -Infinity (what Python's json.dumps
+// writes, and DuckDB reads), or those words as strings (what papo wrote before).
 type jsonlReader struct {
 	sc     *bufio.Scanner
 	mem    memory.Allocator
 	schema *arrow.Schema
-	first  map[string]any
 	line   int
+	row    int
 	rec    arrow.Record
 	err    error
 }
 
-func newJSONLReader(f io.Reader, mem memory.Allocator) (*jsonlReader, error) {
+// jsonKind is the kind of a JSON value, for a column whose name gives no type.
+type jsonKind int
+
+const (
+	kindNull jsonKind = iota
+	kindBool
+	kindNumber
+	kindString
+	kindOther // an object or an array, kept as its JSON text
+)
+
+func (k jsonKind) String() string {
+	return [...]string{"null", "true or false", "a number", "a string", "an object or array"}[k]
+}
+
+func kindOf(v any) jsonKind {
+	switch v := v.(type) {
+	case nil:
+		return kindNull
+	case bool:
+		return kindBool
+	case json.Number:
+		return kindNumber
+	case string:
+		if _, ok := nonFinite[v]; ok {
+			return kindNumber
+		}
+		return kindString
+	}
+	return kindOther
+}
+
+var nonFinite = map[string]float64{"NaN": math.NaN(), "Infinity": math.Inf(1), "-Infinity": math.Inf(-1)}
+
+func newJSONLScanner(f io.Reader) *bufio.Scanner {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 64<<20)
-	j := &jsonlReader{sc: sc, mem: mem}
+	return sc
+}
+
+func newJSONLReader(f io.ReadSeeker, mem memory.Allocator) (*jsonlReader, error) {
 	var keys []string
+	kinds := map[string]jsonKind{}
+	seen := map[string]int{} // the line where a key's kind was first seen
+	sc := newJSONLScanner(f)
+	line, objects := 0, 0
 	for sc.Scan() {
-		j.line++
+		line++
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
 		obj, order, err := decodeObject(sc.Bytes())
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", j.line, err)
+			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
-		j.first, keys = obj, order
-		break
+		objects++
+		for _, k := range order {
+			prev, known := kinds[k]
+			if !known {
+				keys = append(keys, k)
+			}
+			kind := kindOf(obj[k])
+			switch {
+			case kind == kindNull || kind == prev:
+			case prev == kindNull:
+				kinds[k], seen[k] = kind, line
+				continue
+			default:
+				if _, named := namedType(k); !named {
+					return nil, fmt.Errorf("line %d, column %s: %s, but line %d has %s there", line, k, kind, seen[k], prev)
+				}
+			}
+			if !known {
+				kinds[k], seen[k] = kind, line
+			}
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if j.first == nil {
+	if objects == 0 {
 		return nil, errors.New("no JSON object in the file")
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewinding for the rows: %w", err)
 	}
 	fields := make([]arrow.Field, len(keys))
 	for i, k := range keys {
 		dt, ok := namedType(k)
 		if !ok {
-			switch j.first[k].(type) {
-			case bool:
+			switch kinds[k] {
+			case kindBool:
 				dt = arrow.FixedWidthTypes.Boolean
-			case json.Number:
+			case kindNumber:
 				dt = arrow.PrimitiveTypes.Float64
 			default:
 				dt = arrow.BinaryTypes.String
@@ -196,13 +263,13 @@ func newJSONLReader(f io.Reader, mem memory.Allocator) (*jsonlReader, error) {
 		}
 		fields[i] = arrow.Field{Name: k, Type: dt, Nullable: true}
 	}
-	j.schema = arrow.NewSchema(fields, nil)
-	return j, nil
+	return &jsonlReader{sc: newJSONLScanner(f), mem: mem, schema: arrow.NewSchema(fields, nil)}, nil
 }
 
-// decodeObject decodes one JSON object, keeping its key order.
+// decodeObject decodes one JSON object, keeping its key order. A key given twice is an error:
+// which of the two values was meant cannot be known.
 func decodeObject(line []byte) (map[string]any, []string, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
+	dec := json.NewDecoder(bytes.NewReader(quoteNonFinite(line)))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil, nil, errors.New("want one JSON object per line")
@@ -219,12 +286,61 @@ func decodeObject(line []byte) (map[string]any, []string, error) {
 		if err := dec.Decode(&v); err != nil {
 			return nil, nil, fmt.Errorf("key %q: %w", k, err)
 		}
-		if _, dup := obj[k]; !dup {
-			order = append(order, k)
+		if _, dup := obj[k]; dup {
+			return nil, nil, fmt.Errorf("key %q appears twice", k)
 		}
+		order = append(order, k)
 		obj[k] = v
 	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, nil, errors.New("the object is not closed")
+	}
+	if dec.More() {
+		return nil, nil, errors.New("want one JSON object per line, found more after it")
+	}
 	return obj, order, nil
+}
+
+// quoteNonFinite turns the bare tokens NaN, Infinity and -Infinity outside strings into JSON
+// strings, which encoding/json accepts; line is returned as it is when it has none.
+func quoteNonFinite(line []byte) []byte {
+	var out []byte
+	inString, escaped := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			if out != nil {
+				out = append(out, c)
+			}
+			continue
+		}
+		if c == '"' {
+			inString = true
+		}
+		if tok := nonFiniteToken(line[i:]); tok != "" {
+			if out == nil {
+				out = append(make([]byte, 0, len(line)+8), line[:i]...)
+			}
+			out = append(append(append(out, '"'), tok...), '"')
+			i += len(tok) - 1
+			continue
+		}
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		return line
+	}
+	return out
 }
 
 func (j *jsonlReader) Schema() *arrow.Schema { return j.schema }
@@ -254,17 +370,13 @@ func (j *jsonlReader) Next() bool {
 				continue
 			}
 			if err := appendJSON(b.Field(i), v); err != nil {
-				return fmt.Errorf("line %d, column %s: %w", j.line, f.Name, err)
+				text, _ := json.Marshal(v)
+				return &CellError{Line: j.line, Row: j.row, Column: f.Name, Text: string(text), Want: err.Error()}
 			}
 		}
+		j.row++
 		rows++
 		return nil
-	}
-	if j.first != nil {
-		if j.err = add(j.first); j.err != nil {
-			return false
-		}
-		j.first = nil
 	}
 	for rows < tableRows && j.sc.Scan() {
 		j.line++
@@ -291,44 +403,40 @@ func (j *jsonlReader) Next() bool {
 	return true
 }
 
+// appendJSON appends one JSON value; the error says what the column wants.
 func appendJSON(b array.Builder, v any) error {
 	switch b := b.(type) {
 	case *array.Int64Builder:
 		n, ok := v.(json.Number)
 		if !ok {
-			return fmt.Errorf("%v: want an integer", v)
+			return errors.New("an integer")
 		}
-		x, err := n.Int64()
+		x, err := parseInteger(string(n))
 		if err != nil {
-			return fmt.Errorf("%v: want an integer", v)
+			return err
 		}
 		b.Append(x)
 	case *array.Float64Builder:
 		switch v := v.(type) {
 		case json.Number:
 			x, err := strconv.ParseFloat(string(v), 64)
-			if err != nil {
-				return err
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return errors.New("a number")
 			}
 			b.Append(x)
 		case string:
-			switch v {
-			case "NaN":
-				b.Append(math.NaN())
-			case "Infinity":
-				b.Append(math.Inf(1))
-			case "-Infinity":
-				b.Append(math.Inf(-1))
-			default:
-				return fmt.Errorf("%q: want a number", v)
+			x, ok := nonFinite[v]
+			if !ok {
+				return errors.New("a number")
 			}
+			b.Append(x)
 		default:
-			return fmt.Errorf("%v: want a number", v)
+			return errors.New("a number")
 		}
 	case *array.BooleanBuilder:
 		x, ok := v.(bool)
 		if !ok {
-			return fmt.Errorf("%v: want true or false", v)
+			return errors.New("true or false")
 		}
 		b.Append(x)
 	case *array.StringBuilder:
@@ -340,7 +448,7 @@ func appendJSON(b array.Builder, v any) error {
 			b.Append(string(enc))
 		}
 	default:
-		return fmt.Errorf("unsupported column type %s", b.Type())
+		return fmt.Errorf("a column of a supported type, not %s", b.Type())
 	}
 	return nil
 }

@@ -372,7 +372,9 @@ func (c *csvWriter) Close() error {
 }
 
 // jsonlWriter writes one JSON object per row, keys in schema order. JSON has no NaN or
-// infinity, so those are written as the strings "NaN", "Infinity" and "-Infinity".
+// infinity: they are written as the bare tokens NaN, Infinity and -Infinity, as Python's
+// json.dumps writes them, so that DuckDB and pandas read the column as numbers (as strings they
+// would make it a text column).
 type jsonlWriter struct {
 	w    io.Writer
 	keys [][]byte // `"name":` per column
@@ -416,11 +418,11 @@ func (j *jsonlWriter) Close() error { return nil }
 func appendJSONFloat(b []byte, f float64, bits int) []byte {
 	switch {
 	case math.IsNaN(f):
-		return append(b, `"NaN"`...)
+		return append(b, "NaN"...)
 	case math.IsInf(f, 1):
-		return append(b, `"Infinity"`...)
+		return append(b, "Infinity"...)
 	case math.IsInf(f, -1):
-		return append(b, `"-Infinity"`...)
+		return append(b, "-Infinity"...)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, bits)
 }

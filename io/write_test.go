@@ -351,7 +351,7 @@ func TestJSONLNonFinite(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
-	want := "{\"x\":\"NaN\"}\n{\"x\":null}\n{\"x\":\"Infinity\"}\n{\"x\":\"-Infinity\"}\n{\"x\":1.5}\n"
+	want := "{\"x\":NaN}\n{\"x\":null}\n{\"x\":Infinity}\n{\"x\":-Infinity}\n{\"x\":1.5}\n"
 	if string(data) != want {
 		t.Fatalf("%q; want %q", data, want)
 	}
