@@ -325,25 +325,49 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestStreamWithoutEndMarker: the IPC format lets a writer end a stream by closing it, so a
-// stream cut exactly between two messages is a clean end.
-func TestStreamWithoutEndMarker(t *testing.T) {
+// TestStreamEndMarker (issue 21 item 2): a stream is whole only when it ends with its
+// end-of-stream marker (8 bytes, or the 4 zero bytes of writers before Arrow 0.15). Bytes that
+// end between two messages without it are a stream whose writer died or whose copy was cut: an
+// error naming the batch, never a shorter input read as complete.
+func TestStreamEndMarker(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	recs := []arrow.Record{baseRecord(t, mem, 3, 0, nil), baseRecord(t, mem, 3, 3, nil)}
 	data, ends := streamBoundaries(t, recs)
 	releaseRecords(recs)
-	r, err := NewReader(bytes.NewReader(data[:ends[0]]), "cut.arrows", mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	n := 0
-	for r.Next() {
-		n++
-	}
-	if r.Err() != nil || n != 1 {
-		t.Fatalf("%d batches, err %v; want 1 batch and a clean end", n, r.Err())
+	cut := data[:ends[0]]
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		batches int
+		err     string
+	}{
+		{"whole", data, 2, ""},
+		{"8-byte marker after batch 1", append(bytes.Clone(cut), 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0), 1, ""},
+		{"4-byte marker after batch 1", append(bytes.Clone(cut), 0, 0, 0, 0), 1, ""},
+		{"cut after batch 1", cut, 1, "batch 1: after 1 complete record batches: the stream ends between two messages without its end-of-stream marker"},
+		{"cut after the schema", data[:ends[0]-(ends[1]-ends[0])], 0, "batch 0: after 0 complete record batches"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewReader(bytes.NewReader(tc.data), "cut.arrows", mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			n := 0
+			for r.Next() {
+				n++
+			}
+			if n != tc.batches {
+				t.Errorf("%d batches; want %d", n, tc.batches)
+			}
+			switch {
+			case tc.err == "" && r.Err() != nil:
+				t.Errorf("error %v; want a clean end", r.Err())
+			case tc.err != "" && (r.Err() == nil || !strings.Contains(r.Err().Error(), tc.err) || !strings.Contains(r.Err().Error(), "cut.arrows")):
+				t.Errorf("error %v; want one naming cut.arrows and saying %q", r.Err(), tc.err)
+			}
+		})
 	}
 }
 

@@ -475,7 +475,14 @@ func (r *Reader) advance() (arrow.Record, int, bool) {
 		if err != nil {
 			msg := "reading the record batch"
 			var notMessage *errNoContinuation
+			var noEOS errNoEOS
 			switch {
+			case r.noFooter != nil && errors.As(err, &noEOS):
+				msg = fmt.Sprintf("the IPC file ends after %d record batches without a valid footer: "+
+					"it is truncated or its footer is corrupt; the footer", idx)
+				err = r.noFooter
+			case errors.As(err, &noEOS):
+				msg = fmt.Sprintf("after %d complete record batches", idx)
 			case r.noFooter != nil && idx > 0 && errors.As(err, &notMessage):
 				// After complete batches, bytes that are not a message are the remains of a footer.
 				msg = fmt.Sprintf("the IPC file's footer, after %d complete record batches, is cut or corrupt; the footer", idx)

@@ -96,10 +96,22 @@ func (m *messageReader) Message() (*ipc.Message, error) {
 	return m.msg, nil
 }
 
+// errNoEOS: the bytes end between two messages, without the end-of-stream marker. The format
+// lets a writer omit the marker, but every writer papo meets (arrow-go, pyarrow, the JavaScript
+// package) writes it on close, so a stream without it is one whose writer died or whose copy was
+// cut: reading it as complete would hand over a prefix of the data as the whole.
+type errNoEOS struct{}
+
+func (errNoEOS) Error() string {
+	return "the stream ends between two messages without its end-of-stream marker (ff ff ff ff 00 00 00 00): " +
+		"it is cut short"
+}
+
 // streamMessages splits an IPC stream into messages: next returns a message's metadata
-// flatbuffer and a function that reads its body into a buffer. At a clean end (the end-of-stream
-// marker, or the end of the bytes exactly between two messages, which the format allows) it
-// returns io.EOF; a stream cut anywhere else is io.ErrUnexpectedEOF.
+// flatbuffer and a function that reads its body into a buffer. At the end-of-stream marker (8
+// bytes, ff ff ff ff 00 00 00 00, or 4 zero bytes as before Arrow 0.15) it returns io.EOF. The
+// bytes ending between two messages, before the marker, is an *errNoEOS; a stream cut anywhere
+// else is io.ErrUnexpectedEOF.
 type streamMessages struct {
 	r     io.Reader
 	limit int64
@@ -113,7 +125,7 @@ func (s *streamMessages) next() ([]byte, func(b []byte, off, total int) error, e
 	var prefix [8]byte
 	n, err := io.ReadFull(s.r, prefix[:4])
 	if n == 0 && err == io.EOF {
-		return nil, nil, io.EOF
+		return nil, nil, errNoEOS{}
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("truncated message prefix (%d of 4 bytes): %w", n, unexpected(err))
