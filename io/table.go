@@ -19,6 +19,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -48,6 +49,23 @@ func newTableReader(f *os.File, name string, format Format, mem memory.Allocator
 		return nil, fileError(name, err, "reading the %s table", format)
 	}
 	return r.checkContract(opt)
+}
+
+// parquetSchema is the record reader's schema with the file's key-value metadata, where papo
+// reads papo.temperature and the other keys. pqarrow's record reader drops the metadata, so a
+// Parquet input (papo's own, which also stores it in ARROW:schema, or another writer's, such as
+// DuckDB's KV_METADATA) was read with τ = 1 whatever it said. ARROW:schema itself is left out.
+func parquetSchema(sch *arrow.Schema, kv metadata.KeyValueMetadata) *arrow.Schema {
+	md := sch.Metadata()
+	keys, vals := append([]string(nil), md.Keys()...), append([]string(nil), md.Values()...)
+	for i, k := range kv.Keys() {
+		if k == "ARROW:schema" || md.FindKey(k) >= 0 {
+			continue
+		}
+		keys, vals = append(keys, k), append(vals, kv.Values()[i])
+	}
+	m := arrow.NewMetadata(keys, vals)
+	return arrow.NewSchema(sch.Fields(), &m)
 }
 
 // tableRows is how many rows a CSV or JSONL record batch holds.
@@ -106,7 +124,7 @@ func (r *Reader) openTable(f *os.File, format Format) error {
 			pf.Close()
 			return fmt.Errorf("reading the Parquet file: %w", err)
 		}
-		r.records, r.sch = rr, rr.Schema()
+		r.records, r.sch = rr, parquetSchema(rr.Schema(), pf.MetaData().KeyValueMetadata())
 		r.closers = append(r.closers, func() error { rr.Release(); return pf.Close() })
 		return nil
 	case FormatCSV:
