@@ -159,9 +159,17 @@ func TestFuzzSeedsValid(t *testing.T) {
 	}
 }
 
-// FuzzTables feeds arbitrary CSV and JSONL bodies to the table readers (the first byte picks
-// the format): errors, never a panic, and every batch it yields passes the invariants.
+// FuzzTables feeds arbitrary CSV, JSONL and Parquet bodies to the table readers (the first
+// byte picks the format): errors, never a panic, and every batch it yields passes the
+// invariants. The Parquet seed is the file DuckDB wrote (testdata/duckdb_rowstats.parquet).
 func FuzzTables(f *testing.F) {
+	pq, err := os.ReadFile(filepath.Join("testdata", "duckdb_rowstats.parquet"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append([]byte{'p'}, pq...))
+	f.Add([]byte("ctoken_id,step,logit_max,sum_exp_rest,sum_exp_v,sum_exp2,sum_exp2_v,sampled_logit\n3,0.0,1.5,0.25,-0.5,1.1,-0.2,1\n3,x,1.5,0.25,-0.5,1.1,-0.2,1\n"))
+	f.Add([]byte(`j{"token_id":3,"logit_max":1.5,"sum_exp_rest":0.25,"sum_exp_v":-0.5,"sum_exp2":1.1,"sum_exp2_v":-0.2,"sampled_logit":-Infinity,"mask":true}` + "\n{\"step\":NaN}\n"))
 	f.Add([]byte("ctoken_id,step,logit_max,sum_exp_rest,sum_exp_v,sum_exp2,sum_exp2_v,sampled_logit\n3,0,1.5,0.25,-0.5,1.1,-0.2,1\n"))
 	f.Add([]byte(`j{"token_id":3,"logit_max":1.5,"sum_exp_rest":0.25,"sum_exp_v":-0.5,"sum_exp2":1.1,"sum_exp2_v":-0.2,"sampled_logit":"-Infinity"}` + "\n"))
 	f.Add([]byte("j{}\n{\"a\":[1,2]}\n"))
@@ -170,10 +178,7 @@ func FuzzTables(f *testing.F) {
 		if len(data) == 0 {
 			return
 		}
-		ext := ".csv"
-		if data[0]%2 == 0 {
-			ext = ".jsonl"
-		}
+		ext := [...]string{".csv", ".jsonl", ".parquet"}[data[0]%3]
 		path := filepath.Join(dir, "in"+ext)
 		if err := os.WriteFile(path, data[1:], 0o644); err != nil {
 			t.Fatal(err)
