@@ -299,6 +299,7 @@ func TestBadClients(t *testing.T) {
 		{name: "IPC file", req: []byte("ARROW1\x00\x00junk"), kind: string(KindInput)},
 		{name: "truncated stream", req: valid[:len(valid)/2], hang: true},
 		{name: "truncated, half-closed", req: valid[:len(valid)/3], kind: string(KindInput)},
+		{name: "without its end-of-stream marker, half-closed", req: valid[:len(valid)-8], kind: string(KindInput)},
 		{name: "wrong schema", req: wrongSchema, kind: string(KindInput)},
 		{name: "batch over --max-batch-bytes", req: big, kind: string(KindTooLarge)},
 		{name: "schema over MaxSchemaBytes", req: input(t, 3, withMeta(KeyToken, testToken, "x", strings.Repeat("x", MaxSchemaBytes))),
