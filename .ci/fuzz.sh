@@ -24,7 +24,14 @@ trap 'rm -f "$log"' EXIT
 "$GO" test "$PKG" -run='^$' -fuzz="^$TARGET\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZ_MINIMIZE" 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"
 if [ "$status" != 0 ]; then
-  exit "$status"
+  # Go's fuzz coordinator can report its own -fuzztime deadline as a failure when a worker is
+  # mid-input as the time runs out (golang/go#75804, fixed in Go 1.27; seen here in CI on
+  # FuzzEngineParams, which passed when run again). A real finding writes its failing input.
+  if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+    echo "fuzz: $TARGET: 'context deadline exceeded' without a failing input: the Go 1.26 fuzz coordinator's end-of-time race, not a finding"
+  else
+    exit "$status"
+  fi
 fi
 execs="$(sed -n 's/.*execs: \([0-9]*\).*/\1/p' "$log" | tail -1)"
 if [ -z "$execs" ]; then
