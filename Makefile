@@ -4,7 +4,7 @@ BIN     := bin
 DEMO    := demo
 FUZZTIME ?= 60s
 
-.PHONY: all build cuda demo test test-go test-race fuzz bench peers roofline vet fmt-check interop-deps kernels check-kernels clean
+.PHONY: all build cuda demo test test-go test-python test-race fuzz bench peers roofline vet fmt-check interop-deps kernels check-kernels clean
 
 all: build
 
@@ -64,6 +64,15 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZ_EACH) bash .ci/fuzz.sh ./io FuzzTables 15000
 	GO=$(GO) FUZZTIME=$(FUZZ_EACH) bash .ci/fuzz.sh ./polarity FuzzEngineParams 30000
 	GO=$(GO) FUZZTIME=$(FUZZ_EACH) bash .ci/fuzz.sh ./serve FuzzRequestMetadata 2000
+
+# The Python package (python/): ruff, mypy and pytest in a virtual environment made from
+# python/requirements.lock (PYTHON=path/to/venv/bin/python). Not yet part of `make test`: CI
+# does not create that environment yet (issue 20).
+PYTHON ?= python/.venv/bin/python
+test-python:
+	$(PYTHON) -m ruff check python
+	cd python && $(abspath $(PYTHON)) -m mypy src
+	$(PYTHON) -m pytest -q python/tests -p no:cacheprovider
 
 vet:
 	$(GO) vet ./...
