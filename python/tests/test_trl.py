@@ -43,8 +43,14 @@ def test_trains_with_papo_advantages(server: Server, tmp_path: Path) -> None:
     assert len(trainer.replies) == 3 and len(trainer.losses) == 3
     assert [r.status["papo.last_step"] for r in trainer.replies] == ["0", "1", "2"]
     changed = 0
-    for table, reply, loss in zip(trainer.tables, trainer.replies, trainer.losses, strict=True):
+    for table, reply, loss, (entropy, logp) in zip(
+        trainer.tables, trainer.replies, trainer.losses, trainer.reference, strict=True
+    ):
         ids, want = sent(table, reply.data)
+        # the statistics are those of the policy's logits at the completion positions
+        for col, ref in (("entropy", entropy), ("logprob", logp)):
+            got = torch.from_numpy(reply.data[col].to_numpy()).double().reshape(ref.shape)
+            assert (got - ref).abs().max().item() <= 1e-5, col
         assert loss["advantages"].shape == loss["completion_ids"].shape  # (B, T), not TRL's (B,)
         # exactly the server's reweighted_advantage, token by token
         assert rows(loss["completion_ids"], loss["advantages"]) == rows(ids, want)

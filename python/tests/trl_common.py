@@ -3,6 +3,7 @@ what came back and what reached ``_compute_loss``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +26,22 @@ class RecordingTrainer(PapoGRPOTrainer):
         self.tables: list[pa.Table] = []
         self.replies: list[Reply] = []
         self.losses: list[dict[str, torch.Tensor]] = []
+        self.reference: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def papo_table(self, output: Mapping[str, Any]) -> pa.Table:
+        """Also keeps the entropy and log π of the sampled tokens [B, T] from the model's own
+        forward (full logits, ÷ temperature, under the trainer's autocast as TRL's loss forward),
+        to check the statistics' positions and values."""
+        ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        k = output["completion_ids"].size(1)
+        with torch.no_grad(), self.accelerator.autocast():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -k - 1 : -1].double()
+        logp = torch.log_softmax(logits / self.temperature, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        sampled = logp.gather(-1, output["completion_ids"][..., None])[..., 0]
+        self.reference.append((entropy, sampled))
+        return super().papo_table(output)
 
     def papo_reweight(self, table: pa.Table) -> Reply:
         reply = super().papo_reweight(table)

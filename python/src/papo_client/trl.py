@@ -102,15 +102,16 @@ class PapoGRPOTrainer(GRPOTrainer):
                     attention_mask=attention_mask[a : a + chunk],
                     use_cache=False,
                 ).last_hidden_state[:, -k - 1 : -1]
-            parts.append(
-                row_stats_from_hidden(
-                    hidden.reshape(-1, hidden.size(-1)),
-                    head.weight,
-                    completion_ids[a : a + chunk].reshape(-1),
-                    self.temperature,
-                    bias=head.bias,
+                # the head under the same autocast as TRL's loss forward: the logits TRL trains on
+                parts.append(
+                    row_stats_from_hidden(
+                        hidden.reshape(-1, hidden.size(-1)),
+                        head.weight,
+                        completion_ids[a : a + chunk].reshape(-1),
+                        self.temperature,
+                        bias=head.bias,
+                    )
                 )
-            )
         return {c: torch.cat([p[c] for p in parts]) for c in parts[0]}
 
     def papo_table(self, output: Mapping[str, Any]) -> pa.Table:
