@@ -14,6 +14,7 @@ import torch
 from conftest import read_arrow, run_papo
 from verl import DataProto
 from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.utils import torch_functional as verl_F
 
 from papo_client import verl as papo_verl
@@ -58,14 +59,11 @@ def rollout(seed: int) -> tuple[DataProto, torch.Tensor]:
 
 
 def verl_grpo(data: DataProto) -> None:
-    """compute_advantage's GRPO branch (ray_trainer.compute_advantage) on data."""
-    adv, ret = core_algos.compute_grpo_outcome_advantage(
-        token_level_rewards=data.batch["token_level_rewards"],
-        response_mask=data.batch["response_mask"],
-        index=data.non_tensor_batch["uid"],
-        norm_adv_by_std_in_grpo=True,
-    )
-    data.batch["advantages"], data.batch["returns"] = adv, ret
+    """verl's own driver-side ``compute_advantage`` (ray_trainer) with the GRPO estimator, as
+    ``RayPPOTrainer.fit`` calls it."""
+    out = compute_advantage(data, adv_estimator=core_algos.AdvantageEstimator.GRPO, num_repeat=N)
+    assert out.batch["advantages"].shape == data.batch["responses"].shape
+    data.batch["advantages"], data.batch["returns"] = out.batch["advantages"], out.batch["returns"]
 
 
 def write_logits(path: Path, data: DataProto, logits: torch.Tensor, step: int = 0) -> None:
@@ -130,6 +128,8 @@ def test_driver_reweight_equals_papo_reweight(server: Server, papo_bin: str, tmp
             )
         assert reply.status["papo.last_step"] == str(step)
         new = data.batch["advantages"]
+        if step == 0:
+            assert (~mask).any()  # the seed samples <eos> early: masked tokens to check
         assert torch.equal(new[~mask], grpo[~mask])  # outside response_mask: verl's value
         assert (new[mask] != grpo[mask]).any()  # papo's weights are not all 1
         run_papo(

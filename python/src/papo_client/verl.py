@@ -18,10 +18,11 @@ Driver side (``RayPPOTrainer.fit``, right after ``compute_advantage``)::
 from ``uid``) as one ``reweight`` request and writes the reply's ``reweighted_advantage`` back
 into ``data.batch["advantages"]``: tokens outside ``response_mask`` keep verl's value.
 
-What runs here on a CPU: ``DataProto``, ``core_algos.compute_grpo_outcome_advantage`` (the whole
-GRPO branch of ``compute_advantage``) and ``verl.utils.torch_functional``. The Ray trainer
-module itself (``verl.trainer.ppo.ray_trainer``) does not import in the pinned environment
-(verl 0.9.1 imports ``cachetools`` without declaring it), and its FSDP actor needs a cluster.
+What the tests run on a CPU (python/tests/test_verl.py): ``DataProto``, the driver's own
+``verl.trainer.ppo.ray_trainer.compute_advantage`` with the GRPO estimator (verl 0.9.1 imports
+``cachetools``, ``fastapi`` and ``uvicorn`` there without declaring them: the lock file pins
+them) and ``verl.utils.torch_functional.entropy_from_logits``. verl's FSDP actor worker itself
+needs a Ray cluster and GPUs; the test feeds these functions the logits of a tiny Qwen2.
 """
 
 from __future__ import annotations
