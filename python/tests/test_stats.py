@@ -1,5 +1,5 @@
 """papo_client.stats ≡ `papo analyze --row-stats` on random, peaked, −inf and ±1e4 rows (issue 20,
-test 3, one process; the tensor-parallel merge in two Gloo processes is not tested yet)."""
+test 3, one process; the tensor-parallel merge in two Gloo processes: test_tp.py)."""
 
 from __future__ import annotations
 
