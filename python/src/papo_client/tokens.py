@@ -2,7 +2,7 @@
 the TRL and verl plugins.
 
     table = token_table(stats, token_ids, advantages, mask, step=k, temperature=τ)
-    reply = client.reweight(table, run_id=run)
+    reply = ddp.reweight(client, table, run_id=run)   # or client.reweight in one process
     adv = reweighted(reply, advantages)        # [B, T] float32, in the batch's order
 
 One row per (response, position), in row-major order: the six row statistics of
@@ -19,12 +19,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .protocol import Reply, Requests
 from .stats import COLUMNS as STAT_COLUMNS
-
-# The reply columns a trainer needs. None: the whole reply (a server without papo.columns, issue
-# 23); set it to ("reweighted_advantage",) once the server has papo.columns.
-REPLY_COLUMNS: tuple[str, ...] | None = None
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -85,40 +80,3 @@ def reweighted(data: pa.Table, like: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"papo tokens: reply has {len(col)} rows, the batch {like.numel()} tokens")
     values = torch.from_numpy(col.to_numpy(zero_copy_only=False).astype(np.float32, copy=True))
     return values.reshape(like.shape).to(like.device)
-
-
-def _sum_partials(
-    partials: pa.Table, group: torch.distributed.ProcessGroup | None
-) -> list[dict[str, object]]:
-    """The ranks' ``stats`` tables summed column by column (step kept), with one all-reduce.
-    Every rank must hold the same steps in the same order (one step per batch here)."""
-    names = [n for n in partials.column_names if n != "step"]
-    values = torch.tensor([[float(v) for v in partials[n].to_pylist()] for n in names], dtype=torch.float64)
-    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.SUM, group=group)
-    rows: list[dict[str, object]] = []
-    for i, step in enumerate(partials["step"].to_pylist()):
-        row: dict[str, object] = {"step": step}
-        for j, n in enumerate(names):
-            v = values[j, i].item()
-            row[n] = int(v) if pa.types.is_integer(partials.schema.field(n).type) else v
-        rows.append(row)
-    return rows
-
-
-def reweight_batch(
-    client: Requests,
-    table: pa.Table,
-    run_id: str,
-    group: torch.distributed.ProcessGroup | None = None,
-    **kwargs: object,
-) -> Reply:
-    """Reweights a batch's token rows for run_id and returns the reply. With torch
-    distributed initialised and more than one rank (in group), the exact data-parallel path of
-    the README ("Data-parallel trainers"): a ``stats`` request, an all-reduce SUM of the
-    partials, then ``reweight`` with the global partials, so that every rank's weights are those
-    one process would compute over all ranks' tokens."""
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if distributed and torch.distributed.get_world_size(group) > 1:
-        partials = client.stats(table, **kwargs).data
-        kwargs = {**kwargs, "global_stats": _sum_partials(partials, group)}
-    return client.reweight(table, run_id=run_id, columns=REPLY_COLUMNS, **kwargs)

@@ -14,7 +14,7 @@ completion mask as ``mask``, and one ``reweight`` request goes to ``papo serve``
 · num_iterations)); the reply's ``reweighted_advantage`` replaces ``advantages``, which TRL's
 ``_compute_loss`` accepts as (B, T) and uses for every micro-batch and iteration of that
 generation. With several processes (accelerate, torchrun) the request is the exact
-data-parallel one (:func:`papo_client.tokens.reweight_batch`): every rank's weights are those of
+data-parallel one (:func:`papo_client.ddp.reweight`): every rank's weights are those of
 one process that saw all the tokens. Resuming from a checkpoint sends an earlier step again,
 which papo answers with a rollback and the weights of the first time.
 
@@ -40,10 +40,11 @@ import pyarrow as pa
 import torch
 from trl.trainer.grpo_trainer import GRPOTrainer
 
+from . import ddp
 from .client import Client
 from .protocol import Reply, Requests
 from .stats import row_stats_from_hidden
-from .tokens import reweight_batch, reweighted, token_table
+from .tokens import reweighted, token_table
 
 
 class PapoGRPOTrainer(GRPOTrainer):
@@ -140,7 +141,7 @@ class PapoGRPOTrainer(GRPOTrainer):
     def papo_reweight(self, table: pa.Table) -> Reply:
         """Sends the request (the data-parallel path with several processes) and returns the
         reply."""
-        return reweight_batch(self.papo, table, self.papo_rank_run_id(), **self.papo_request)
+        return ddp.reweight(self.papo, table, self.papo_rank_run_id(), **self.papo_request)
 
     def papo_rank_run_id(self) -> str:
         """The run this process's requests name: papo_run_id, and with several processes

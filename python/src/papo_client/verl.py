@@ -33,9 +33,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from . import ddp
 from .protocol import Reply, Requests
 from .stats import COLUMNS, row_stats
-from .tokens import reweight_batch, reweighted, token_table
+from .tokens import reweighted, token_table
 
 PREFIX = "papo_"  # the statistics' keys in data.batch: papo_logit_max, ...
 
@@ -87,7 +88,7 @@ def reweight_advantages(
 ) -> Reply:
     """Replaces ``data.batch["advantages"]`` [B, T] by papo's token-level reweighted advantages
     for run_id's step (tokens outside ``response_mask`` unchanged) and returns the reply."""
-    reply = reweight_batch(papo, request_table(data, step, temperature), run_id, **request)
+    reply = ddp.reweight(papo, request_table(data, step, temperature), run_id, **request)
     advantages = data.batch["advantages"]
     mask = data.batch["response_mask"].bool()
     new = reweighted(reply.data, advantages).to(advantages.dtype)
