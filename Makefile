@@ -37,7 +37,7 @@ interop-deps:
 	@if command -v npm >/dev/null; then npm ci --prefix io/testdata/jsgen --no-audit --no-fund >/dev/null && \
 	npm ci --prefix examples/node --no-audit --no-fund >/dev/null; \
 	else echo "npm not found: the interop and serve tests will be skipped"; fi
-	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/papo_client.py examples/python/papo_stats.py examples/python/papo_ddp.py examples/python/papo_flight.py cmd/papo/testdata/torchstats.py bench/peers.py; fi
+	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/reweight.py examples/python/flight.py examples/python/row_stats.py examples/python/ddp_global_stats.py cmd/papo/testdata/torchstats.py bench/peers.py; fi
 
 test: vet fmt-check interop-deps test-go test-python test-race fuzz
 
@@ -74,7 +74,7 @@ test-python:
 	@if [ ! -x "$(PYTHON)" ]; then \
 		if [ -n "$$PAPO_REQUIRE_PYTHON" ]; then echo "test-python: no $(PYTHON) (PAPO_REQUIRE_PYTHON is set)"; exit 1; fi; \
 		echo "test-python: no $(PYTHON): skipped (.ci/run shows how to make it)"; exit 0; fi; \
-	$(PYTHON) -m ruff check python && \
+	$(PYTHON) -m ruff check python && $(PYTHON) -m ruff check --config python/pyproject.toml examples/python && \
 	(cd python && $(abspath $(PYTHON)) -m mypy src) && \
 	$(PYTHON) -m pytest -q python/tests -p no:cacheprovider
 

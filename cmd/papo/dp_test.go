@@ -173,9 +173,9 @@ func TestDataParallelExact(t *testing.T) {
 			}
 		})
 	}
-	// Phase 1.5 by examples/python/papo_ddp.py: two Gloo processes all-reduce their CSV
+	// Phase 1.5 by examples/python/ddp_global_stats.py (papo_client.ddp): two Gloo processes all-reduce their CSV
 	// partials; the global table equals the sum, and reweighting with it is exact.
-	t.Run("papo_ddp.py", func(t *testing.T) {
+	t.Run("ddp_global_stats.py", func(t *testing.T) {
 		python := torchPython(t)
 		flags := append(append([]string(nil), target...), "--renormalize")
 		var parts [2][]papoio.StepPartials
@@ -196,7 +196,7 @@ func TestDataParallelExact(t *testing.T) {
 		var cmds [2]*exec.Cmd
 		var logs [2]bytes.Buffer
 		for k := range 2 {
-			cmds[k] = exec.Command(python, "-B", "../../examples/python/papo_ddp.py", strconv.Itoa(k), "2", port,
+			cmds[k] = exec.Command(python, "-B", "../../examples/python/ddp_global_stats.py", strconv.Itoa(k), "2", port,
 				filepath.Join(dir, fmt.Sprintf("ddp-part%d.csv", k)), filepath.Join(dir, fmt.Sprintf("ddp-global%d.csv", k)))
 			cmds[k].Stdout, cmds[k].Stderr = &logs[k], &logs[k]
 			if err := cmds[k].Start(); err != nil {
@@ -205,7 +205,7 @@ func TestDataParallelExact(t *testing.T) {
 		}
 		for k := range 2 {
 			if err := cmds[k].Wait(); err != nil {
-				t.Fatalf("papo_ddp.py rank %d: %v\n%s", k, err, logs[k].String())
+				t.Fatalf("ddp_global_stats.py rank %d: %v\n%s", k, err, logs[k].String())
 			}
 		}
 		global := filepath.Join(dir, "ddp-global0.csv")
@@ -220,7 +220,7 @@ func TestDataParallelExact(t *testing.T) {
 				PolaritySum2: a.PolaritySum2 + b.PolaritySum2, AbsAdvantage: a.AbsAdvantage + b.AbsAdvantage,
 				AbsAdvantageSign: a.AbsAdvantageSign + b.AbsAdvantageSign}
 			if got[i] != want {
-				t.Fatalf("step %d: papo_ddp.py gave %+v, the sum is %+v", a.Step, got[i], want)
+				t.Fatalf("step %d: ddp_global_stats.py gave %+v, the sum is %+v", a.Step, got[i], want)
 			}
 		}
 		if len(got) != 5 {
@@ -233,7 +233,7 @@ func TestDataParallelExact(t *testing.T) {
 		want, mine := byRow(t, ref), byRow(t, out)
 		for row, g := range mine {
 			if d := math.Abs(g[0] - want[row][0]); d > 1e-6 {
-				t.Fatalf("row %d: weight %.9g with papo_ddp.py's table, %.9g in one process", row, g[0], want[row][0])
+				t.Fatalf("row %d: weight %.9g with ddp_global_stats.py's table, %.9g in one process", row, g[0], want[row][0])
 			}
 		}
 	})

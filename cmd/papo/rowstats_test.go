@@ -215,15 +215,15 @@ func TestRowStatisticsInput(t *testing.T) {
 // which need not be the python3 on PATH.
 func torchPython(t *testing.T) string {
 	t.Helper()
-	for _, cand := range []string{os.Getenv("PAPO_PYTHON"), "/usr/bin/python3", "python3"} {
-		if cand != "" && exec.Command(cand, "-c", "import torch").Run() == nil {
+	for _, cand := range []string{os.Getenv("PAPO_PYTHON"), "../../python/.venv/bin/python"} {
+		if cand != "" && exec.Command(cand, "-c", "import torch, papo_client.stats").Run() == nil {
 			return cand
 		}
 	}
 	if os.Getenv("PAPO_REQUIRE_TORCH") == "1" {
-		t.Fatal("no python3 that can import torch (PAPO_REQUIRE_TORCH=1; apt install python3-torch)")
+		t.Fatal("no python with torch and papo_client (PAPO_REQUIRE_TORCH=1; make the venv as .ci/run does, or set PAPO_PYTHON)")
 	}
-	t.Skip("no python3 that can import torch (apt install python3-torch, or set PAPO_PYTHON)")
+	t.Skip("no python with torch and papo_client (python/.venv as .ci/run makes it, or PAPO_PYTHON)")
 	return ""
 }
 
@@ -384,7 +384,7 @@ func mustRun(t *testing.T, args ...string) {
 	}
 }
 
-// TestTorchRowStats: examples/python/papo_stats.py under Debian's python3-torch on the CPU, in
+// TestTorchRowStats: the package's papo_client.stats (python/.venv, pinned torch) on the CPU, in
 // one process and in two Gloo processes on loopback that each hold half of the vocabulary,
 // gives the statistics of the test's own float64 computation, and papo analyze on them the
 // reference numbers. Skipped where torch is missing (failed with PAPO_REQUIRE_TORCH=1, as CI

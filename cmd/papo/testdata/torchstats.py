@@ -1,4 +1,4 @@
-"""Drives examples/python/papo_stats.py for TestTorchRowStats: prints one JSON object with the
+"""Drives papo_client.stats (python/, the package) for TestTorchRowStats: prints one JSON object with the
 logits it drew (float32, as float.hex), the sampled token ids, the temperature and the six row
 statistics that row_stats computed.
 
@@ -6,15 +6,13 @@ statistics that row_stats computed.
     python3 torchstats.py gloo PORT    # two Gloo processes on loopback, each half of the vocabulary
 """
 import json
-import os
 import sys
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "python"))
-from papo_stats import COLUMNS, row_stats  # noqa: E402
+from papo_client.stats import COLUMNS, row_stats
 
 V, T, TAU = 2000, 12, 0.8
 
