@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -98,7 +99,7 @@ def trl_loop(papo: str) -> None:
     import trl_common
 
     class Timed(trl_common.RecordingTrainer):
-        spent = {"stats": 0.0, "request": 0.0}
+        spent: ClassVar[dict[str, float]] = {"stats": 0.0, "request": 0.0}
 
         def papo_row_stats(self, *a, **k):  # type: ignore[no-untyped-def]
             t0 = time.perf_counter()
