@@ -117,8 +117,7 @@ def trl_loop(papo: str) -> None:
         tempfile.TemporaryDirectory() as d,
         serve(papo, state_dir=Path(d) / "s", args=["--device", "cpu"]) as s,
     ):
-        trl_common.RecordingTrainer = Timed  # the factory builds this class
-        tr = trl_common.trainer(s.address, d + "/out", steps=6)
+        tr = trl_common.trainer(s.address, d + "/out", steps=6, cls=Timed)
         t0 = time.perf_counter()
         tr.train()
         total = time.perf_counter() - t0

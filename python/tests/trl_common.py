@@ -63,6 +63,7 @@ def trainer(
     per_device: int = 8,
     steps: int = 3,
     save: bool = False,
+    cls: type[RecordingTrainer] = RecordingTrainer,
 ) -> RecordingTrainer:
     args = GRPOConfig(
         output_dir=output_dir,
@@ -80,7 +81,7 @@ def trainer(
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    return RecordingTrainer(
+    return cls(
         model=tiny.model(),
         args=args,
         reward_funcs=tiny.reward,

@@ -21,7 +21,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
@@ -36,8 +36,6 @@ from .protocol import (
     batch_rows,
     check_status,
     decode_metadata,
-    request_metadata,
-    with_metadata,
 )
 from .server import ServerLog, find_papo
 
@@ -151,33 +149,10 @@ class Client(Requests):
     ) -> None:
         self.close()
 
-    def request(
-        self,
-        table: pa.Table | None,
-        request: str = "analyze",
-        run_id: str | None = None,
-        method: str | None = None,
-        config: Mapping[str, Any] | str | None = None,
-        global_stats: pa.Table | Iterable[Mapping[str, Any]] | str | None = None,
-        reset_state: bool = False,
-        columns: Iterable[str] | None = None,
-        **metadata: Any,
-    ) -> Reply:
-        """Sends table (the token rows of docs/SCHEMA.md; None for a rollback) as one request and
-        returns its Reply; an error reply raises its PapoError subclass. Further keywords become
-        ``papo.<name>`` keys (``rollback_to=3``, ``natural_gradient=True``)."""
-        md = request_metadata(
-            request,
-            run_id=run_id,
-            method=method,
-            config=config,
-            global_stats=global_stats,
-            reset_state=reset_state,
-            columns=columns,
-            token=self.token,
-            **metadata,
-        )
-        body = with_metadata(table if table is not None else pa.table({}), md)
+    def metadata_token(self) -> str | None:
+        return self.token
+
+    def _send(self, body: pa.Table, request: str) -> Reply:
         last: BaseException | None = None
         for attempt in range(2):
             if attempt:

@@ -19,14 +19,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from .errors import PapoError, error_for
-from .protocol import Reply, Requests, batch_rows, check_status, request_metadata, with_metadata
+from .protocol import Reply, Requests, batch_rows, check_status
 
 TRAILER = "papo-status"
 # gRPC's default 4 MiB message limit is too small for batches of logits.
@@ -119,32 +119,11 @@ class FlightClient(Requests):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(
-        self,
-        table: pa.Table | None,
-        request: str = "analyze",
-        run_id: str | None = None,
-        method: str | None = None,
-        config: Mapping[str, Any] | str | None = None,
-        global_stats: pa.Table | Iterable[Mapping[str, Any]] | str | None = None,
-        reset_state: bool = False,
-        columns: Iterable[str] | None = None,
-        **metadata: Any,
-    ) -> Reply:
-        """As :meth:`papo_client.Client.request`, over one DoExchange call."""
-        md = request_metadata(
-            request,
-            run_id=run_id,
-            method=method,
-            config=config,
-            global_stats=global_stats,
-            reset_state=reset_state,
-            columns=columns,
-            token="",
-            **metadata,
-        )
-        md.pop("papo.token", None)
-        body = with_metadata(table if table is not None else pa.table({}), md)
+    def metadata_token(self) -> str | None:
+        return ""  # the token travels as the Bearer header
+
+    def _send(self, body: pa.Table, request: str) -> Reply:
+        """One DoExchange call."""
         headers = [(b"authorization", f"Bearer {self.token}".encode())] if self.token else []
         status: dict[str, str] = {}
         self._factory.local.sink = status

@@ -82,7 +82,7 @@ def request_metadata(
         md[key] = ("true" if v else "false") if isinstance(v, bool) else str(v)
     if token is None:
         token = os.environ.get("PAPO_TOKEN") or None
-    if token is not None:
+    if token:
         md["papo.token"] = token
     return md
 
@@ -134,7 +134,6 @@ __all__ = [
 class Requests(ABC):
     """The convenience requests over a transport's :meth:`request` (Client, FlightClient)."""
 
-    @abstractmethod
     def request(
         self,
         table: pa.Table | None,
@@ -147,7 +146,30 @@ class Requests(ABC):
         columns: Iterable[str] | None = None,
         **metadata: Any,
     ) -> Reply:
-        """Sends table as one request of docs/PROTOCOL.md and returns its Reply."""
+        """Sends table (the token rows of docs/SCHEMA.md; None for a rollback) as one request of
+        docs/PROTOCOL.md and returns its Reply; an error reply raises its PapoError subclass.
+        Further keywords become ``papo.<name>`` keys (``rollback_to=3``, ``natural_gradient=True``)."""
+        md = request_metadata(
+            request,
+            run_id=run_id,
+            method=method,
+            config=config,
+            global_stats=global_stats,
+            reset_state=reset_state,
+            columns=columns,
+            token=self.metadata_token(),
+            **metadata,
+        )
+        return self._send(with_metadata(table if table is not None else pa.table({}), md), request)
+
+    def metadata_token(self) -> str | None:
+        """The ``papo.token`` the request carries: None reads ``PAPO_TOKEN``, "" sends none (a
+        transport that authenticates otherwise, as Flight's Bearer header)."""
+        return None
+
+    @abstractmethod
+    def _send(self, body: pa.Table, request: str) -> Reply:
+        """Sends body (the rows with the request's metadata) and returns the checked Reply."""
 
     def analyze(self, table: pa.Table, **kwargs: Any) -> Reply:
         """``papo analyze``: entropy, polarity and predicted ΔH per token."""
