@@ -67,3 +67,17 @@ func (b *Batch) WrapError(err error) error {
 	}
 	return &InputError{File: b.file, Batch: b.Index, Row: -1, Err: err}
 }
+
+// guard runs an arrow-go call that may panic on corrupt input and turns the panic into an error.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("corrupt input: %w", e)
+			} else {
+				err = fmt.Errorf("corrupt input: %v", p)
+			}
+		}
+	}()
+	return fn()
+}
