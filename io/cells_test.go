@@ -1,14 +1,11 @@
 package papoio
 
 import (
-	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // statsCells are the six row statistics of one valid row, as CSV cells and as JSON members.
@@ -152,60 +149,4 @@ func equalInts(a, b []int64) bool {
 		}
 	}
 	return true
-}
-
-// TestParquetMetadata (issue 21 item 1): a Parquet input's key-value metadata reaches the run
-// (pqarrow's record reader drops it: τ was read as 1 and predicted_dH was off by τ²), for a file
-// DuckDB wrote (KV_METADATA, no ARROW:schema; testdata/duckdb_parquet.py) and for papo's own.
-func TestParquetMetadata(t *testing.T) {
-	own := filepath.Join(t.TempDir(), "own.parquet")
-	{
-		r, err := Open(filepath.Join("testdata", "duckdb_rowstats.parquet"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := Create(own, withMetadata(r.Schema(), "papo.temperature", "0.25"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for r.Next() {
-			if err := w.Write(r.Batch().Record); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r.Close()
-		if err := errors.Join(r.Err(), w.Close()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, tc := range []struct {
-		path    string
-		tau, lr float64
-	}{
-		{filepath.Join("testdata", "duckdb_rowstats.parquet"), 2, 0.5},
-		{own, 0.25, 0.5},
-	} {
-		r, err := Open(tc.path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := ParamsFromMetadata(r.Schema().Metadata())
-		r.Close()
-		if err != nil || p.Temperature != tc.tau || p.LR != tc.lr {
-			t.Errorf("%s: τ %v, η %v, err %v; want τ %v, η %v", tc.path, p.Temperature, p.LR, err, tc.tau, tc.lr)
-		}
-	}
-}
-
-// withMetadata is sch with key set to value in its metadata.
-func withMetadata(sch *arrow.Schema, key, value string) *arrow.Schema {
-	md := sch.Metadata()
-	keys, vals := append([]string(nil), md.Keys()...), append([]string(nil), md.Values()...)
-	if i := md.FindKey(key); i >= 0 {
-		vals[i] = value
-	} else {
-		keys, vals = append(keys, key), append(vals, value)
-	}
-	m := arrow.NewMetadata(keys, vals)
-	return arrow.NewSchema(sch.Fields(), &m)
 }

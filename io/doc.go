@@ -38,7 +38,15 @@
 // allocations are capped (WithMaxBufferBytes), and the few arrow-go calls that can still panic
 // on corrupt data run under a recover that turns the panic into an error naming the batch.
 //
-// Writers choose the format from the output's extension (.arrow, .arrows, .parquet, .csv,
-// .jsonl; "-" is an IPC stream on standard output) and write atomically: the output appears
-// only when it is complete, and Abort leaves what was there before.
+// Open also reads CSV and JSONL tables, chosen by the extension. Writers choose the format from
+// the output's extension (.arrow, .arrows, .parquet, .csv, .jsonl; "-" is an IPC stream on
+// standard output) and write atomically: the output appears only when it is complete, and Abort
+// leaves what was there before.
+//
+// Parquet is not implemented here: arrow-go's pqarrow pulls in gRPC and Arrow Flight, which a
+// trainer that imports papoio for Arrow IPC does not need. A .parquet path is read and written
+// through the TableCodec given with WithTables, io/parquet's Codec; package io/files passes it
+// to Open, OpenOutput, Create, FinishSummary, FinishPartials and ReadPartials, and the papo
+// commands use io/files. Without a codec, a .parquet path is an error naming the file and those
+// two packages.
 package papoio

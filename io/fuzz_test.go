@@ -133,7 +133,7 @@ func checkInvariants(t *testing.T, r *Reader, b *Batch) {
 	// Errors are fine: JSON has no NaN inside nested values, for one.
 	pass := b.Passthrough(nil)
 	defer pass.Release()
-	for _, enc := range []recordWriter{newJSONLWriter(io.Discard, pass.Schema()),
+	for _, enc := range []RecordWriter{newJSONLWriter(io.Discard, pass.Schema()),
 		&csvWriter{w: csv.NewWriter(io.Discard), schema: pass.Schema()}} {
 		enc.Write(pass)
 	}
@@ -161,9 +161,10 @@ func TestFuzzSeedsValid(t *testing.T) {
 
 // FuzzTables feeds arbitrary CSV, JSONL and Parquet bodies to the table readers (the first
 // byte picks the format): errors, never a panic, and every batch it yields passes the
-// invariants. The Parquet seed is the file DuckDB wrote (testdata/duckdb_rowstats.parquet).
+// invariants. Parquet is read by io/parquet's codec; its seed is the file DuckDB wrote
+// (io/parquet/testdata/duckdb_rowstats.parquet).
 func FuzzTables(f *testing.F) {
-	pq, err := os.ReadFile(filepath.Join("testdata", "duckdb_rowstats.parquet"))
+	pq, err := os.ReadFile(filepath.Join("parquet", "testdata", "duckdb_rowstats.parquet"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func FuzzTables(f *testing.F) {
 			t.Fatal(err)
 		}
 		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-		r, err := Open(path, mem, WithMaxBufferBytes(1<<20))
+		r, err := Open(path, mem, WithMaxBufferBytes(1<<20), tables)
 		if err != nil {
 			var ie *InputError
 			if !errors.As(err, &ie) {

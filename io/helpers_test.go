@@ -13,8 +13,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/entropy-polarity/papo/io/parquet"
 	"github.com/entropy-polarity/papo/polarity"
 )
+
+// tables gives the tests Parquet: io/parquet's codec, which does not import papoio.
+var tables = WithTables(parquet.Codec{})
 
 // logitValue is the test logit of global row r, vocabulary entry j: a multiple of 1/16 in
 // [-8, 8), exact in float32, float16 and bfloat16 alike.

@@ -1,6 +1,7 @@
 package papoio
 
-// Options of the Reader (Open, NewReader): Option and the With* functions.
+// Options: Option and the With* functions, for the Reader (Open, NewReader) and, of them only
+// WithTables, for the writers (Create, NewWriter and the table writers).
 
 import (
 	"math"
@@ -8,7 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 )
 
-// Option configures a Reader.
+// Option configures a Reader, or a Writer: the writers use WithTables and ignore the others.
 type Option func(*options)
 
 type options struct {
@@ -16,7 +17,8 @@ type options struct {
 	tempDir     string
 	streamOnly  bool
 	contract    func(*arrow.Schema) bool
-	spoolMemory int // longest IPC file from a pipe held in memory (spoolInMemory; tests lower it)
+	spoolMemory int          // longest IPC file from a pipe held in memory (spoolInMemory; tests lower it)
+	tables      []TableCodec // WithTables
 }
 
 // WithMaxBufferBytes caps any single buffer the reader allocates (a message body, a column's
@@ -38,6 +40,12 @@ func WithStreamOnly() Option { return func(o *options) { o.streamOnly = true } }
 // that carries only metadata (a rollback) that way.
 func WithContract(contract func(*arrow.Schema) bool) Option {
 	return func(o *options) { o.contract = contract }
+}
+
+// WithTables gives codecs for table formats that papoio does not implement itself (io/parquet's
+// Codec for Parquet; see TableCodec). A later codec for a format replaces an earlier one.
+func WithTables(codecs ...TableCodec) Option {
+	return func(o *options) { o.tables = append(o.tables, codecs...) }
 }
 
 func newOptions(opts []Option) options {

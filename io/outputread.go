@@ -16,8 +16,8 @@ import (
 
 // Reading papo's own per-token output back (docs/SCHEMA.md "Output"): `papo report` takes the
 // output of analyze or reweight as well as their inputs. The file is opened by the same Reader
-// (IPC file or stream, Parquet, CSV, JSONL; the same checks of corrupt bytes), with the input
-// contract switched off and the output's columns checked here instead.
+// (IPC file or stream, CSV, JSONL, Parquet with WithTables; the same checks of corrupt bytes),
+// with the input contract switched off and the output's columns checked here instead.
 
 // ErrNotOutput is returned by OpenOutput for a file that is an input of papo (it has logits or
 // row statistics): open it with Open and compute it.

@@ -18,10 +18,10 @@ import (
 	"github.com/entropy-polarity/papo/polarity"
 )
 
-// writeRecords writes recs with schema to path (any output format).
+// writeRecords writes recs with schema to path (any output format, Parquet with io/parquet).
 func writeRecords(t *testing.T, path string, schema *arrow.Schema, mem memory.Allocator, recs ...arrow.Record) {
 	t.Helper()
-	w, err := Create(path, schema, mem)
+	w, err := Create(path, schema, mem, tables)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestOutputReadBack(t *testing.T) {
 		t.Run(ext, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out"+ext)
 			writeRecords(t, path, schema, mem, recs...)
-			r, err := OpenOutput(path, mem)
+			r, err := OpenOutput(path, mem, tables)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -82,15 +82,16 @@ func PartialsRecord(mem memory.Allocator, rows []StepPartials) arrow.Record {
 	return array.NewRecord(partialsSchema, cols, int64(len(rows)))
 }
 
-// FinishPartials writes the partials table to path (any output format), uncommitted like
-// FinishSummary.
-func FinishPartials(path string, rows []StepPartials, mem memory.Allocator) (*atomicfile.File, error) {
-	return finishTable(path, PartialsRecord(mem, rows), mem)
+// FinishPartials writes the partials table to path (any output format; Parquet with WithTables),
+// uncommitted like FinishSummary.
+func FinishPartials(path string, rows []StepPartials, mem memory.Allocator, opts ...Option) (*atomicfile.File, error) {
+	return finishTable(path, PartialsRecord(mem, rows), mem, opts)
 }
 
-// ReadPartials reads a partials table (Arrow IPC file or stream, Parquet, CSV or JSONL, as
-// written by `papo stats` or summed by a trainer), steps increasing.
-func ReadPartials(path string) ([]StepPartials, error) {
+// ReadPartials reads a partials table (Arrow IPC file or stream, CSV or JSONL, or Parquet with
+// WithTables, as written by `papo stats` or summed by a trainer), steps increasing. Of the
+// options it uses WithTables.
+func ReadPartials(path string, opts ...Option) ([]StepPartials, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fileError(path, err, "cannot open")
@@ -99,7 +100,8 @@ func ReadPartials(path string) ([]StepPartials, error) {
 	r := &Reader{name: path, mem: &limitAllocator{mem: memory.DefaultAllocator, limit: 1 << 30}, limit: 1 << 30}
 	defer r.Close()
 	if format := tableFormat(path); format != "" {
-		if err := guard(func() error { return r.openTable(f, format) }); err != nil {
+		opt := newOptions(opts)
+		if err := guard(func() error { return r.openTable(f, format, &opt) }); err != nil {
 			return nil, fileError(path, err, "reading the %s table", format)
 		}
 	} else {

@@ -3,7 +3,6 @@ package papoio
 import (
 	"bufio"
 	"bytes"
-	"context"
 	stdcsv "encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,13 +17,11 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/metadata"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // Tables: an input may also be a Parquet, CSV or JSONL file (by its extension), which suits
-// row-statistics inputs: a few numbers per token, which a trainer may well write as CSV. CSV and
+// row-statistics inputs: a few numbers per token, which a trainer may well write as CSV. Parquet
+// is read by the codec given with WithTables (codec.go), CSV and JSONL here. CSV and
 // JSONL carry no schema metadata (give τ and η with --temperature and --lr), and their column
 // types follow the column names: token_id, step, sequence_id, group_id and position are int64,
 // mask is bool, every other known column float64, and an unknown column keeps its text (CSV)
@@ -37,35 +34,18 @@ type recordSource interface {
 	Err() error
 }
 
-// newTableReader reads a Parquet, CSV or JSONL file.
+// newTableReader reads a Parquet (with its codec), CSV or JSONL file.
 func newTableReader(f *os.File, name string, format Format, mem memory.Allocator, optList []Option) (*Reader, error) {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
 	opt := newOptions(optList)
 	r := &Reader{name: name, mem: &limitAllocator{mem: mem, limit: opt.maxBuffer}, limit: opt.maxBuffer}
-	if err := guard(func() error { return r.openTable(f, format) }); err != nil {
+	if err := guard(func() error { return r.openTable(f, format, &opt) }); err != nil {
 		r.Close()
 		return nil, fileError(name, err, "reading the %s table", format)
 	}
 	return r.checkContract(opt)
-}
-
-// parquetSchema is the record reader's schema with the file's key-value metadata, where papo
-// reads papo.temperature and the other keys. pqarrow's record reader drops the metadata, so a
-// Parquet input (papo's own, which also stores it in ARROW:schema, or another writer's, such as
-// DuckDB's KV_METADATA) was read with τ = 1 whatever it said. ARROW:schema itself is left out.
-func parquetSchema(sch *arrow.Schema, kv metadata.KeyValueMetadata) *arrow.Schema {
-	md := sch.Metadata()
-	keys, vals := append([]string(nil), md.Keys()...), append([]string(nil), md.Values()...)
-	for i, k := range kv.Keys() {
-		if k == "ARROW:schema" || md.FindKey(k) >= 0 {
-			continue
-		}
-		keys, vals = append(keys, k), append(vals, kv.Values()[i])
-	}
-	m := arrow.NewMetadata(keys, vals)
-	return arrow.NewSchema(sch.Fields(), &m)
 }
 
 // tableRows is how many rows a CSV or JSONL record batch holds.
@@ -107,25 +87,19 @@ func namedType(name string) (arrow.DataType, bool) {
 }
 
 // openTable reads f as a table in format.
-func (r *Reader) openTable(f *os.File, format Format) error {
+func (r *Reader) openTable(f *os.File, format Format, opt *options) error {
 	switch format {
 	case FormatParquet:
-		pf, err := file.NewParquetReader(f)
+		codec, err := opt.parquetCodec("read")
 		if err != nil {
-			return fmt.Errorf("not a readable Parquet file: %w", err)
+			return err
 		}
-		fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: tableRows}, r.mem)
+		src, err := codec.ReadTable(f, r.mem)
 		if err != nil {
-			pf.Close()
-			return fmt.Errorf("reading the Parquet schema: %w", err)
+			return err
 		}
-		rr, err := fr.GetRecordReader(context.Background(), nil, nil)
-		if err != nil {
-			pf.Close()
-			return fmt.Errorf("reading the Parquet file: %w", err)
-		}
-		r.records, r.sch = rr, parquetSchema(rr.Schema(), pf.MetaData().KeyValueMetadata())
-		r.closers = append(r.closers, func() error { rr.Release(); return pf.Close() })
+		r.records, r.sch = src, src.Schema()
+		r.closers = append(r.closers, src.Close)
 		return nil
 	case FormatCSV:
 		br := bufio.NewReader(f)

@@ -17,9 +17,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
 )
@@ -30,7 +27,7 @@ type Format string
 const (
 	FormatIPCFile   Format = "arrow"   // Arrow IPC file (.arrow, .feather)
 	FormatIPCStream Format = "arrows"  // Arrow IPC stream (.arrows, and "-" for stdout)
-	FormatParquet   Format = "parquet" // Parquet, Snappy-compressed, with the Arrow schema stored
+	FormatParquet   Format = "parquet" // Parquet, written by the codec given with WithTables (io/parquet's)
 	FormatCSV       Format = "csv"     // CSV with a header row; null is an empty field
 	FormatJSONL     Format = "jsonl"   // one JSON object per row; null is null
 )
@@ -60,12 +57,6 @@ func FormatOf(path string) (Format, error) {
 		}
 		return "", fmt.Errorf("%s: unknown output extension %q; want %s", path, ext, supportedExtensions)
 	}
-}
-
-// recordWriter encodes records in one format.
-type recordWriter interface {
-	Write(rec arrow.Record) error
-	Close() error
 }
 
 // sink is where a format writes: it counts nothing, but Abort can turn it into a discard so
@@ -113,26 +104,28 @@ type Writer struct {
 	file      *atomicfile.File // nil for standard output and NewWriter
 	sink      *sink
 	buf       *bufio.Writer
-	enc       recordWriter
+	enc       RecordWriter
 	flushEach bool
 	done      bool
 	err       error // first write error: Close fails with it
 }
 
-// Create starts an output file with schema. mem nil means memory.DefaultAllocator.
-func Create(path string, schema *arrow.Schema, mem memory.Allocator) (*Writer, error) {
+// Create starts an output file with schema. mem nil means memory.DefaultAllocator. Of the
+// options it uses WithTables: a .parquet path needs the Parquet codec.
+func Create(path string, schema *arrow.Schema, mem memory.Allocator, opts ...Option) (*Writer, error) {
 	format, err := FormatOf(path)
 	if err != nil {
 		return nil, err
 	}
 	if path == "-" {
-		return NewWriter(os.Stdout, path, format, schema, mem)
+		return NewWriter(os.Stdout, path, format, schema, mem, opts...)
 	}
 	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	w, err := newWriter(f, path, format, schema, mem, false)
+	opt := newOptions(opts)
+	w, err := newWriter(f, path, format, schema, mem, false, &opt)
 	if err != nil {
 		f.Abort()
 		return nil, err
@@ -143,12 +136,15 @@ func Create(path string, schema *arrow.Schema, mem memory.Allocator) (*Writer, e
 
 // NewWriter writes records in format to out (a socket, a pipe), flushing after every record so
 // that a reader sees each batch as soon as it is written. name is used in errors. Close
-// finishes the format (an IPC stream's end-of-stream marker) but does not close out.
-func NewWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator) (*Writer, error) {
-	return newWriter(out, name, format, schema, mem, true)
+// finishes the format (an IPC stream's end-of-stream marker) but does not close out. Of the
+// options it uses WithTables: FormatParquet needs the Parquet codec.
+func NewWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator, opts ...Option) (*Writer, error) {
+	opt := newOptions(opts)
+	return newWriter(out, name, format, schema, mem, true, &opt)
 }
 
-func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator, flushEach bool) (*Writer, error) {
+func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, mem memory.Allocator, flushEach bool,
+	opt *options) (*Writer, error) {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
@@ -157,7 +153,7 @@ func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, 
 	w.buf = bufio.NewWriterSize(w.sink, 1<<20)
 	err := guard(func() error {
 		var err error
-		w.enc, err = newRecordWriter(format, w.buf, schema, mem)
+		w.enc, err = newRecordWriter(format, w.buf, schema, mem, opt)
 		return err
 	})
 	if err != nil {
@@ -166,16 +162,18 @@ func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, 
 	return w, nil
 }
 
-func newRecordWriter(format Format, w io.Writer, schema *arrow.Schema, mem memory.Allocator) (recordWriter, error) {
+func newRecordWriter(format Format, w io.Writer, schema *arrow.Schema, mem memory.Allocator, opt *options) (RecordWriter, error) {
 	switch format {
 	case FormatIPCFile:
 		return ipc.NewFileWriter(&positionWriter{w: w}, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 	case FormatIPCStream:
 		return ipc.NewWriter(w, ipc.WithSchema(schema), ipc.WithAllocator(mem)), nil
 	case FormatParquet:
-		props := parquet.NewWriterProperties(parquet.WithAllocator(mem), parquet.WithCompression(compress.Codecs.Snappy))
-		return pqarrow.NewFileWriter(schema, w, props,
-			pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
+		codec, err := opt.parquetCodec("write")
+		if err != nil {
+			return nil, err
+		}
+		return codec.WriteTable(w, schema, mem)
 	case FormatCSV:
 		return &csvWriter{w: csv.NewWriter(w), schema: schema}, nil
 	case FormatJSONL:
@@ -270,9 +268,10 @@ func (w *Writer) Abort() error {
 	return nil
 }
 
-// WriteSummary writes the per-step summary table to path (same extension rules, atomic).
-func WriteSummary(path string, rows []StepSummary, mem memory.Allocator) error {
-	f, err := FinishSummary(path, rows, mem)
+// WriteSummary writes the per-step summary table to path (same extension rules and options as
+// Create, atomic).
+func WriteSummary(path string, rows []StepSummary, mem memory.Allocator, opts ...Option) error {
+	f, err := FinishSummary(path, rows, mem, opts...)
 	if err != nil || f == nil {
 		return err
 	}
@@ -281,15 +280,15 @@ func WriteSummary(path string, rows []StepSummary, mem memory.Allocator) error {
 
 // FinishSummary writes the per-step summary table to path like WriteSummary but, as
 // Writer.Finish, leaves the file uncommitted for the caller (nil for "-").
-func FinishSummary(path string, rows []StepSummary, mem memory.Allocator) (*atomicfile.File, error) {
-	return finishTable(path, SummaryRecord(mem, rows), mem)
+func FinishSummary(path string, rows []StepSummary, mem memory.Allocator, opts ...Option) (*atomicfile.File, error) {
+	return finishTable(path, SummaryRecord(mem, rows), mem, opts)
 }
 
 // finishTable writes one record as a whole file at path (any output format), uncommitted; it
 // releases rec.
-func finishTable(path string, rec arrow.Record, mem memory.Allocator) (*atomicfile.File, error) {
+func finishTable(path string, rec arrow.Record, mem memory.Allocator, opts []Option) (*atomicfile.File, error) {
 	defer rec.Release()
-	w, err := Create(path, rec.Schema(), mem)
+	w, err := Create(path, rec.Schema(), mem, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -384,7 +384,7 @@ func TestAtomicWrites(t *testing.T) {
 			}
 
 			// Abort after writing: nothing changes, no temporary file is left.
-			w, err := Create(path, SummarySchema(), mem)
+			w, err := Create(path, SummarySchema(), mem, tables)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -404,7 +404,7 @@ func TestAtomicWrites(t *testing.T) {
 			}
 
 			// A failed write makes Close fail and leaves the destination alone.
-			w, err = Create(path, SummarySchema(), mem)
+			w, err = Create(path, SummarySchema(), mem, tables)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -422,7 +422,7 @@ func TestAtomicWrites(t *testing.T) {
 			}
 
 			// Close replaces the destination; Abort after Close is a no-op.
-			w, err = Create(path, SummarySchema(), mem)
+			w, err = Create(path, SummarySchema(), mem, tables)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -480,7 +480,7 @@ func TestWriteSummary(t *testing.T) {
 	for _, ext := range allExtensions {
 		t.Run(ext, func(t *testing.T) {
 			path := filepath.Join(dir, "summary"+ext)
-			if err := WriteSummary(path, rows, mem); err != nil {
+			if err := WriteSummary(path, rows, mem, tables); err != nil {
 				t.Fatal(err)
 			}
 			schema, got := readBack(t, path, mem)

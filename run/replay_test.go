@@ -13,6 +13,7 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -49,7 +50,7 @@ func writeOutput(t *testing.T, spec testinput.Spec, c papo.Config, path string) 
 	}
 	defer r.Close()
 	schema := papoio.OutputSchema(r.Schema())
-	w, err := papoio.Create(path, schema, mem)
+	w, err := files.Create(path, schema, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func replayFile(t *testing.T, path string, c papo.Config) (*recorder, error) {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	r, err := papoio.OpenOutput(path, mem)
+	r, err := files.OpenOutput(path, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestReplayErrors(t *testing.T) {
 	rec := &recorder{}
 	p, _ := NewReplay("both", rw, rec)
 	for _, path := range []string{back, two} {
-		r, err := papoio.OpenOutput(path, nil)
+		r, err := files.OpenOutput(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,8 @@ import (
 
 // WriteFile generates the data set of g into path (an Arrow IPC file or stream, by its
 // extension; "-" is a stream on standard output), atomically: on an error nothing appears at
-// path. It returns the number of token rows written.
+// path. It returns the number of token rows written. It writes through papoio without a
+// Parquet codec, so that synth does not pull in Parquet: a .parquet path is an error.
 func WriteFile(path string, g *Generator, mem memory.Allocator) (int64, error) {
 	cfg := g.Config()
 	schema := papoio.InputSchema(cfg.V, cfg.Dtype, cfg.Columns(), cfg.Metadata())

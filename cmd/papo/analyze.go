@@ -15,6 +15,7 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/run"
@@ -176,7 +177,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	if *rf.maxBatch < 1 {
 		return usagef("--max-batch-bytes must be ≥ 1")
 	}
-	r, err := papoio.Open(in, mem, papoio.WithMaxBufferBytes(*rf.maxBatch))
+	r, err := files.Open(in, mem, papoio.WithMaxBufferBytes(*rf.maxBatch))
 	if err != nil {
 		return err
 	}
@@ -196,7 +197,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	}
 	var global map[int64]papo.StepPartials
 	if globalPath != nil && *globalPath != "" {
-		rows, err := papoio.ReadPartials(*globalPath)
+		rows, err := files.ReadPartials(*globalPath)
 		if err != nil {
 			return err
 		}
@@ -233,7 +234,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	var w *papoio.Writer
 	schema := papoio.OutputSchema(r.Schema())
 	if *out != "" && !partials {
-		if w, err = papoio.Create(*out, schema, mem); err != nil {
+		if w, err = files.Create(*out, schema, mem); err != nil {
 			return err
 		}
 		defer w.Abort() // no-op after Finish: a failed run leaves no partial output
@@ -241,7 +242,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	var statsW *papoio.Writer
 	statsSchema := papoio.RowStatsSchema(r.Schema(), params.Temperature)
 	if *rowStatsPath != "" {
-		if statsW, err = papoio.Create(*rowStatsPath, statsSchema, mem); err != nil {
+		if statsW, err = files.Create(*rowStatsPath, statsSchema, mem); err != nil {
 			return err
 		}
 		defer statsW.Abort()
@@ -288,16 +289,16 @@ func runAnalyze(env *environment, args []string, mode string) error {
 
 	// The outputs are finished (flushed, synced) but not yet in place; they are committed with
 	// the run state in one transaction, or all discarded.
-	var files []*atomicfile.File
+	var staged []*atomicfile.File
 	stage := func(f *atomicfile.File, err error) error {
 		if err != nil {
-			for _, f := range files {
+			for _, f := range staged {
 				f.Abort()
 			}
 			return err
 		}
 		if f != nil {
-			files = append(files, f)
+			staged = append(staged, f)
 		}
 		return nil
 	}
@@ -312,23 +313,23 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		}
 	}
 	if partials {
-		if err := stage(papoio.FinishPartials(*out, sink.Partials(), mem)); err != nil {
+		if err := stage(files.FinishPartials(*out, sink.Partials(), mem)); err != nil {
 			return err
 		}
 	}
 	if *summaryPath != "" {
-		if err := stage(papoio.FinishSummary(*summaryPath, sink.Summaries(), mem)); err != nil {
+		if err := stage(files.FinishSummary(*summaryPath, sink.Summaries(), mem)); err != nil {
 			return err
 		}
 	}
 	env.reached("finished")
 	if err := ctx.Err(); err != nil { // a Ctrl-C that came while the outputs were finished
-		for _, f := range files {
+		for _, f := range staged {
 			f.Abort()
 		}
 		return interrupted(err, state)
 	}
-	if err := rw.Commit(files...); err != nil {
+	if err := rw.Commit(staged...); err != nil {
 		return err
 	}
 	env.reached("committed")

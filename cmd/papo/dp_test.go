@@ -18,6 +18,7 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 )
 
 // splitRanks writes the input as two data-parallel ranks, each holding half of every step's
@@ -119,7 +120,7 @@ func TestDataParallelExact(t *testing.T) {
 			for k, rank := range ranks {
 				part := filepath.Join(dir, "part"+string(rune('0'+k))+".arrow")
 				mustRun(t, append([]string{"stats", rank, "-o", part}, flags...)...)
-				rows, err := papoio.ReadPartials(part)
+				rows, err := files.ReadPartials(part)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -139,7 +140,7 @@ func TestDataParallelExact(t *testing.T) {
 				}
 			}
 			global := filepath.Join(dir, "global.csv") // a trainer may well sum them with pandas
-			f, err := papoio.FinishPartials(global, sum, nil)
+			f, err := files.FinishPartials(global, sum, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +184,7 @@ func TestDataParallelExact(t *testing.T) {
 			part := filepath.Join(dir, fmt.Sprintf("ddp-part%d.csv", k))
 			mustRun(t, append([]string{"stats", rank, "-o", part}, flags...)...)
 			var err error
-			if parts[k], err = papoio.ReadPartials(part); err != nil {
+			if parts[k], err = files.ReadPartials(part); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -209,7 +210,7 @@ func TestDataParallelExact(t *testing.T) {
 			}
 		}
 		global := filepath.Join(dir, "ddp-global0.csv")
-		got, err := papoio.ReadPartials(global)
+		got, err := files.ReadPartials(global)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 	"github.com/entropy-polarity/papo/polarity"
 )
 
@@ -33,7 +34,7 @@ func writeInput(t *testing.T, path string, cols *papoio.InputColumns, meta map[s
 	mem := memory.DefaultAllocator
 	l := cols.Batch.Logits
 	schema := papoio.InputSchema(l.V, l.Dtype, *cols, meta)
-	w, err := papoio.Create(path, schema, mem)
+	w, err := files.Create(path, schema, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,16 +423,16 @@ func readFileBytes(t *testing.T, path string) []byte {
 func splitBySteps(t *testing.T, in, a, b string, cut int64) {
 	t.Helper()
 	mem := memory.DefaultAllocator
-	r, err := papoio.Open(in, mem)
+	r, err := files.Open(in, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	wa, err := papoio.Create(a, r.Schema(), mem)
+	wa, err := files.Create(a, r.Schema(), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wb, err := papoio.Create(b, r.Schema(), mem)
+	wb, err := files.Create(b, r.Schema(), mem)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/report"
@@ -70,7 +71,7 @@ func runReport(env *environment, args []string) error {
 	opts := []papoio.Option{papoio.WithMaxBufferBytes(*rf.maxBatch)}
 	computed := make([]bool, len(inputs))
 	for i, in := range inputs {
-		o, err := papoio.OpenOutput(in, mem, opts...)
+		o, err := files.OpenOutput(in, mem, opts...)
 		if errors.Is(err, papoio.ErrNotOutput) {
 			computed[i] = true
 			continue
@@ -172,7 +173,7 @@ func runReport(env *environment, args []string) error {
 // reportComputed runs an input of logits or row statistics through the pipeline into series.
 func reportComputed(ctx context.Context, fs *flag.FlagSet, rf *runFlags, in string, engine polarity.Engine,
 	series *report.Series, opts []papoio.Option) (report.Input, polarity.Params, error) {
-	r, err := papoio.Open(in, memory.DefaultAllocator, opts...)
+	r, err := files.Open(in, memory.DefaultAllocator, opts...)
 	if err != nil {
 		return report.Input{}, polarity.Params{}, err
 	}
@@ -216,7 +217,7 @@ func reportComputed(ctx context.Context, fs *flag.FlagSet, rf *runFlags, in stri
 
 // reportReplayed reads papo's per-token output back into series.
 func reportReplayed(fs *flag.FlagSet, rf *runFlags, in string, series *report.Series, opts []papoio.Option) (report.Input, polarity.Params, error) {
-	r, err := papoio.OpenOutput(in, memory.DefaultAllocator, opts...)
+	r, err := files.OpenOutput(in, memory.DefaultAllocator, opts...)
 	if err != nil {
 		return report.Input{}, polarity.Params{}, err
 	}

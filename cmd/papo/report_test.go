@@ -19,6 +19,7 @@ import (
 	"github.com/entropy-polarity/papo/internal/reporttest"
 	"github.com/entropy-polarity/papo/internal/testinput"
 	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/io/files"
 )
 
 // reportFigures are the figures every report has, drawn or with a note.
@@ -210,7 +211,7 @@ func TestReportInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := papoio.Create(empty, papoio.OutputSchema(r.Schema()), memory.DefaultAllocator)
+	w, err := files.Create(empty, papoio.OutputSchema(r.Schema()), memory.DefaultAllocator)
 	r.Close()
 	if err != nil {
 		t.Fatal(err)

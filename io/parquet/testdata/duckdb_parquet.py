@@ -1,8 +1,8 @@
-"""Writes io/testdata/duckdb_rowstats.parquet with DuckDB (a second Parquet writer): four rows of
+"""Writes io/parquet/testdata/duckdb_rowstats.parquet with DuckDB (a second Parquet writer): four rows of
 row statistics and papo.temperature / papo.lr as Parquet key-value metadata (KV_METADATA), no
-ARROW:schema. TestParquetMetadataForeign reads it; run again to refresh it:
+ARROW:schema. TestParquetMetadata and TestClose (io/parquet) and FuzzTables (io) read it; run again to refresh it:
 
-    python3 io/testdata/duckdb_parquet.py   # needs the duckdb Python package (2.0.1 wrote it)
+    python3 io/parquet/testdata/duckdb_parquet.py   # needs the duckdb Python package (2.0.1 wrote it)
 """
 
 from pathlib import Path
