@@ -23,6 +23,10 @@ const (
 	ColStep       = "step"
 	ColMask       = "mask"
 	ColOldLogprob = "old_logprob"
+	// ColEntropyAfter is the entropy of the same row after the trainer's first update on the
+	// step (a PPO/GRPO epoch μ > 1 recomputes it anyway); papo carries it through, and papo
+	// report measures the predicted ΔĤ against it (docs/SCHEMA.md).
+	ColEntropyAfter = "entropy_after"
 
 	// Row statistics on u = z/τ (docs/SCHEMA.md), in place of logits.
 	ColLogitMax     = "logit_max"
@@ -122,14 +126,15 @@ const acceptedLogits = "fixed_size_list<float32>[V], fixed_size_list<float16>[V]
 
 // columnTypes lists the accepted types of every known column but logits.
 var columnTypes = map[string][]arrow.Type{
-	ColTokenID:    {arrow.INT32, arrow.INT64},
-	ColAdvantage:  {arrow.FLOAT32, arrow.FLOAT64},
-	ColOldLogprob: {arrow.FLOAT32, arrow.FLOAT64},
-	ColMask:       {arrow.BOOL},
-	ColStep:       {arrow.INT64, arrow.INT32},
-	ColSequenceID: {arrow.INT64, arrow.INT32},
-	ColGroupID:    {arrow.INT64, arrow.INT32},
-	ColPosition:   {arrow.INT32, arrow.INT64},
+	ColTokenID:      {arrow.INT32, arrow.INT64},
+	ColAdvantage:    {arrow.FLOAT32, arrow.FLOAT64},
+	ColOldLogprob:   {arrow.FLOAT32, arrow.FLOAT64},
+	ColMask:         {arrow.BOOL},
+	ColStep:         {arrow.INT64, arrow.INT32},
+	ColSequenceID:   {arrow.INT64, arrow.INT32},
+	ColGroupID:      {arrow.INT64, arrow.INT32},
+	ColPosition:     {arrow.INT32, arrow.INT64},
+	ColEntropyAfter: {arrow.FLOAT32, arrow.FLOAT64},
 }
 
 func typeNames(ts []arrow.Type) string {
@@ -159,7 +164,7 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 		return -1, fmt.Errorf("column %s appears %d times; want it once", name, len(idx))
 	}
 	names := []string{ColLogits, ColTokenID, ColAdvantage, ColOldLogprob, ColMask, ColStep,
-		ColSequenceID, ColGroupID, ColPosition}
+		ColSequenceID, ColGroupID, ColPosition, ColEntropyAfter}
 	found := make(map[string]int, len(names))
 	for _, name := range names {
 		i, err := index(name)

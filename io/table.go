@@ -77,7 +77,7 @@ func namedType(name string) (arrow.DataType, bool) {
 	case name == ColLogits:
 		return nil, false
 	}
-	for _, known := range append([]string{ColAdvantage, ColOldLogprob, ColEntropySum, ColPolaritySum, ColPolaritySum2,
+	for _, known := range append([]string{ColAdvantage, ColOldLogprob, ColEntropyAfter, ColEntropySum, ColPolaritySum, ColPolaritySum2,
 		ColAbsAdvantage, ColAbsAdvantageSign}, StatsColumnNames...) {
 		if name == known {
 			return arrow.PrimitiveTypes.Float64, true

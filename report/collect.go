@@ -25,6 +25,7 @@ const DefaultTop = 20
 type Step struct {
 	papoio.StepSummary
 	Weighted, Changed int64
+	realized          realized
 }
 
 // Token is one token of large |P|.
@@ -67,6 +68,10 @@ type Series struct {
 	topN      int
 	rows      int64
 	seqName   string
+	// curRealized collects the step being read; sameTokenInput is set once a piece had
+	// entropy_after.
+	curRealized    realized
+	sameTokenInput bool
 }
 
 // NewSeries collects a series named label that keeps its top tokens of largest |P| (0:
@@ -94,6 +99,9 @@ func (s *Series) Top() []Token { return s.top.sorted() }
 
 // Rows folds one piece of a step into the series.
 func (s *Series) Rows(r *run.Rows) error {
+	if err := s.addRealized(r); err != nil {
+		return err
+	}
 	b, res := r.Batch, r.Result
 	seq := intColumn(r.Passthrough, papoio.ColSequenceID)
 	pos := intColumn(r.Passthrough, papoio.ColPosition)
@@ -128,9 +136,10 @@ func (s *Series) Step(rep *run.StepReport) error {
 	if n := len(s.steps); n > 0 && rep.Summary.Step <= s.steps[n-1].Step {
 		return fmt.Errorf("report: %s: step %d after step %d: want increasing steps", s.Label, rep.Summary.Step, s.steps[n-1].Step)
 	}
-	s.steps = append(s.steps, Step{StepSummary: rep.Summary, Weighted: rep.Reweight.Weighted, Changed: rep.Reweight.Changed})
+	s.steps = append(s.steps, Step{StepSummary: rep.Summary, Weighted: rep.Reweight.Weighted, Changed: rep.Reweight.Changed,
+		realized: s.curRealized})
 	s.bins.add(rep.Summary.Step, s.cur)
-	s.cur = branchHist{}
+	s.cur, s.curRealized = branchHist{}, realized{}
 	return nil
 }
 

@@ -214,8 +214,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.Fit = s.PredictedRealized()
 	v.FitLine = v.Fit.Sentence()
 	if !math.IsNaN(v.Fit.Correlation) {
-		v.FitNumbers = fmt.Sprintf("r = %.3f, slope = %.4g, intercept = %.4g, %d step pairs", v.Fit.Correlation,
-			v.Fit.Slope, v.Fit.Intercept, v.Fit.Pairs)
+		_, pairs := v.Fit.what()
+		v.FitNumbers = fmt.Sprintf("r = %.3f, slope = %.4g, intercept = %.4g, %d %s", v.Fit.Correlation,
+			v.Fit.Slope, v.Fit.Intercept, v.Fit.Pairs, pairs)
 	}
 	for _, ser := range r.Series {
 		v.Methods = append(v.Methods, methodOf(ser))

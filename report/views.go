@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strings"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	papoio "github.com/entropy-polarity/papo/io"
 )
 
 // Notes for figures without data.
@@ -229,23 +233,44 @@ func (r *Report) quadrantFigure(s *Series) (*Figure, error) {
 	return f, nil
 }
 
-// Fit is the predicted entropy change of each step against the realized change to the next.
+// Fit is the predicted entropy change of each step against its realized change: on the same
+// tokens after the trainer's first update when the input has entropy_after, else the change of
+// mean entropy to the next step (fresh samples).
 type Fit struct {
-	Pairs                  int
-	Predicted, Realized    []float64 // per pair: mean Σ w·ΔĤ per trained token; H̄ of the next step − H̄
-	Correlation            float64   // Pearson's r (NaN with fewer than 3 pairs or no variation)
-	Slope, Intercept       float64   // realized ≈ Intercept + Slope·predicted
-	ConstantPrediction     bool      // every predicted value is the same (no advantages: all 0)
+	Pairs int
+	// Per pair: the mean w·ΔĤ per token, and the realized change (same tokens: the mean of
+	// H_after − H over them; else H̄ of the next step − H̄).
+	Predicted, Realized    []float64
+	Correlation            float64 // Pearson's r (NaN with fewer than 3 pairs or no variation)
+	Slope, Intercept       float64 // realized ≈ Intercept + Slope·predicted
+	ConstantPrediction     bool    // every predicted value is the same (no advantages: all 0)
 	StepsWithTrainedTokens int
+	// SameToken: the realized change is measured on the same tokens (entropy_after).
+	SameToken bool
+	// Noise (next-step pairs only) is each pair's lower bound on the sampling noise of the
+	// difference of two step means, √(se_k² + se_{k+1}²) with se = sd(H)/√n over the tokens.
+	Noise []float64
 }
 
-// PredictedRealized pairs each step that has trained tokens with the next such step.
+// PredictedRealized pairs each step with its realized change: itself on the same tokens when
+// the input had entropy_after, else the next step with trained tokens.
 func (s *Series) PredictedRealized() Fit {
 	steps := trained(s.Steps())
-	f := Fit{StepsWithTrainedTokens: len(steps), Correlation: math.NaN(), Slope: math.NaN(), Intercept: math.NaN()}
-	for i := 0; i+1 < len(steps); i++ {
-		f.Predicted = append(f.Predicted, steps[i].ReweightedPredictedDeltaH/float64(steps[i].Tokens))
-		f.Realized = append(f.Realized, steps[i+1].MeanEntropy-steps[i].MeanEntropy)
+	f := Fit{StepsWithTrainedTokens: len(steps), Correlation: math.NaN(), Slope: math.NaN(), Intercept: math.NaN(),
+		SameToken: s.sameTokenInput}
+	if f.SameToken {
+		for _, st := range steps {
+			if n := float64(st.realized.SameTokens); n > 0 {
+				f.Predicted = append(f.Predicted, st.realized.SumPredicted/n)
+				f.Realized = append(f.Realized, st.realized.SumRealized/n)
+			}
+		}
+	} else {
+		for i := 0; i+1 < len(steps); i++ {
+			f.Predicted = append(f.Predicted, steps[i].ReweightedPredictedDeltaH/float64(steps[i].Tokens))
+			f.Realized = append(f.Realized, steps[i+1].MeanEntropy-steps[i].MeanEntropy)
+			f.Noise = append(f.Noise, math.Hypot(steps[i].realized.StandardError(), steps[i+1].realized.StandardError()))
+		}
 	}
 	f.Pairs = len(f.Predicted)
 	if f.Pairs == 0 {
@@ -259,9 +284,45 @@ func (s *Series) PredictedRealized() Fit {
 	return f
 }
 
+// what names the realized change and its pairs in the fit's sentences.
+func (f Fit) what() (change, pairs string) {
+	if f.SameToken {
+		return "the realized change of the same tokens' entropy after the first update", "steps"
+	}
+	return "the realized change of mean entropy", "step pairs"
+}
+
+// NoiseSentence compares, for next-step pairs, the sampling noise of a step's mean entropy with
+// the predicted changes ("" for same-token fits and without pairs).
+func (f Fit) NoiseSentence() string {
+	if f.SameToken || f.Pairs == 0 {
+		return ""
+	}
+	var pred float64
+	for _, x := range f.Predicted {
+		pred += math.Abs(x) / float64(f.Pairs)
+	}
+	return fmt.Sprintf("The next step's tokens are fresh samples (other prompts, other answers), so the change to it "+
+		"carries their sampling noise: at least ±%.2g nats per pair (the dashed lines; the tokens of one response are not "+
+		"independent, so it is larger) against a mean predicted |change| of %.2g. A trainer that runs more than one "+
+		"epoch per batch can send %s, the entropy of the same rows after its first update, to measure the same tokens "+
+		"(docs/SCHEMA.md).", f.MeanNoise(), pred, papoio.ColEntropyAfter)
+}
+
+// MeanNoise is the mean over the next-step pairs of their noise bound (0 for same-token fits).
+func (f Fit) MeanNoise() float64 {
+	if len(f.Noise) == 0 {
+		return 0
+	}
+	return floats.Sum(f.Noise) / float64(len(f.Noise))
+}
+
 // Sentence says in one sentence what the fit means for the run.
 func (f Fit) Sentence() string {
+	change, pairs := f.what()
 	switch {
+	case f.Pairs == 0 && f.SameToken:
+		return "The input has " + papoio.ColEntropyAfter + " but no trained token with an advantage carries a value."
 	case f.Pairs == 0:
 		return "The realized change needs two steps with trained tokens; this run has " +
 			fmt.Sprint(f.StepsWithTrainedTokens) + "."
@@ -269,7 +330,7 @@ func (f Fit) Sentence() string {
 		return "The predicted change is the same at every step (without advantages it is 0), so it cannot say " +
 			"where this run's entropy goes."
 	case f.Pairs < 3 || math.IsNaN(f.Correlation):
-		return fmt.Sprintf("With %d step pair(s) there is too little to correlate; the points are the numbers.", f.Pairs)
+		return fmt.Sprintf("With %d %s(s) there is too little to correlate; the points are the numbers.", f.Pairs, strings.TrimSuffix(pairs, "s"))
 	}
 	r := f.Correlation
 	strength := "hardly"
@@ -282,23 +343,29 @@ func (f Fit) Sentence() string {
 		strength = "weakly"
 	}
 	if r < 0 {
-		return fmt.Sprintf("Over %d step pairs the realized change of mean entropy moves %s against the predicted one "+
+		return fmt.Sprintf("Over %d %s %s moves %s against the predicted one "+
 			"(r = %.2f, slope %.3g), so the first-order prediction does not describe this run's steps: the updates may be "+
-			"too large for it, or the trainer used other advantages than these.", f.Pairs, strength, r, f.Slope)
+			"too large for it, or the trainer used other advantages than these.", f.Pairs, pairs, change, strength, r, f.Slope)
 	}
 	verdict := "says little about where this run's entropy goes next"
 	if r >= 0.4 {
 		verdict = "is a usable guide to where this run's entropy goes next"
 	}
-	return fmt.Sprintf("Over %d step pairs the realized change of mean entropy follows the predicted one %s "+
+	return fmt.Sprintf("Over %d %s %s follows the predicted one %s "+
 		"(r = %.2f, R² = %.2f, slope %.3g nats per nat predicted), so entropy polarity %s.",
-		f.Pairs, strength, r, r*r, f.Slope, verdict)
+		f.Pairs, pairs, change, strength, r, r*r, f.Slope, verdict)
 }
 
 func (r *Report) predictedFigure(s *Series, fit Fit) (*Figure, error) {
 	f := &Figure{ID: "predicted", Title: "Predicted vs realized entropy change", w: figWidth, h: figHeight * 1.2,
 		Caption: "Each point is a step: its predicted change, Σ w·ΔĤ over its trained tokens divided by their " +
-			"number, against the change of mean entropy to the next step; the line is the least-squares fit."}
+			"number, against the change of mean entropy to the next step; the line is the least-squares fit. " +
+			fit.NoiseSentence()}
+	if fit.SameToken {
+		f.Caption = "Each point is a step: its predicted change, the mean w·ΔĤ over its trained tokens that carry " +
+			papoio.ColEntropyAfter + ", against the mean change of those same tokens' entropy after the trainer's first " +
+			"update (" + papoio.ColEntropyAfter + " − entropy); the line is the least-squares fit."
+	}
 	switch {
 	case polarityNote(s) != "":
 		f.NoData = "The predicted change ΔĤ needs advantages. " + polarityNote(s)
@@ -310,13 +377,29 @@ func (r *Report) predictedFigure(s *Series, fit Fit) (*Figure, error) {
 		f.NoData = fit.Sentence()
 		return f, nil
 	}
-	p := newPlot("predicted ΔH per token (mean w·ΔĤ)", "realized ΔH̄ to the next step")
+	ylabel := "realized ΔH̄ to the next step"
+	if fit.SameToken {
+		ylabel = "realized ΔH, same tokens"
+	}
+	p := newPlot("predicted ΔH per token (mean w·ΔĤ)", ylabel)
 	var pts plotter.XYs
 	for _, b := range buckets(fit.Pairs, MaxBins) {
 		pts = append(pts, plotter.XY{X: fit.Predicted[b[0]], Y: fit.Realized[b[0]]})
 	}
 	if len(pts) < fit.Pairs {
 		f.Caption += fmt.Sprintf(" %d of the %d pairs are drawn, evenly spaced; the fit uses all.", len(pts), fit.Pairs)
+	}
+	if noise := fit.MeanNoise(); noise > 0 {
+		xmin, xmax := floats.Min(fit.Predicted), floats.Max(fit.Predicted)
+		for _, y := range []float64{noise, -noise} {
+			name := ""
+			if y > 0 {
+				name = fmt.Sprintf("± sampling noise %.2g", noise)
+			}
+			if err := addLine(p, plotter.XYs{{X: xmin, Y: y}, {X: xmax, Y: y}}, targetColor, true, name); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sc, err := plotter.NewScatter(pts)
 	if err != nil {
