@@ -75,11 +75,13 @@
 // # Run state
 //
 // A run state (JSON, format "papo-run-state", version 2; see state.go) records every parameter
-// that changes the weights, the phase or the predicted ΔH (the method and its parameters, the
-// phase detector's, and with WithSignal τ, η, the PPO clip range and the natural-gradient
-// choice), the detector's memory before the oldest remembered step, and the last
-// DefaultHistory (1,000) steps' entropy inputs with their EMA and φ. A state written with other
-// parameters is refused with a message naming each parameter and both values; a malformed
+// that changes the weights or the phase (the method and its parameters, the phase detector's,
+// and with WithSignal the PPO clip range and the natural-gradient choice), the detector's
+// memory before the oldest remembered step, and the last DefaultHistory (1,000) steps' entropy
+// inputs with their EMA and φ and, with WithSignal, their τ and η. τ and η are the step's: a
+// later step may bring new ones (a trainer's schedules), and a state that an earlier papo wrote
+// with them among its parameters reads with its steps given those values. A state written with
+// other parameters is refused with a message naming each parameter and both values; a malformed
 // state, or one from a newer or older papo, is refused too; WithReset(true) (--reset-state)
 // starts a new run.
 //

@@ -35,9 +35,10 @@ type options struct {
 	deferred  bool
 }
 
-// WithSignal records the parameters of the per-token signals (τ, η, the PPO clip range, the
-// natural-gradient choice) in the run state: a state written with other values is refused,
-// naming the parameter and both values. Runs that reweight tokens should always pass it.
+// WithSignal records the parameters of the per-token signals in the run state: τ and η with
+// each step (they may change between steps), the PPO clip range and the natural-gradient
+// choice as the run's (a state written with other values is refused, naming the parameter and
+// both values). Runs that reweight tokens should always pass it.
 func WithSignal(p polarity.Params) Option { return func(o *options) { o.signal = &p } }
 
 // WithStateFile keeps the run state in path: it is loaded when the file exists (an absent file
@@ -224,7 +225,11 @@ func (r *Reweighter) next(step int64, sum EntropySum) (runMemory, *Rollback, Pha
 	if err != nil {
 		return m, nil, Phase{}, err
 	}
-	m, ph, err := m.advance(r.cfg.Phase, step, sum, r.opts.history)
+	var sig *stepSignal
+	if o := r.opts.signal; o != nil {
+		sig = &stepSignal{temperature: o.Temperature, lr: o.LR}
+	}
+	m, ph, err := m.advance(r.cfg.Phase, step, sum, sig, r.opts.history)
 	return m, rb, ph, err
 }
 

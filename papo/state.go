@@ -37,16 +37,31 @@ type StepRecord struct {
 	SumEntropy float64 `json:"sum_entropy"` // Σ H over them
 	EMA        float64 `json:"ema"`         // E_k after the step
 	Phi        float64 `json:"phi"`         // φ_k
+	// Temperature and LR are the step's τ and η (absent for a run without WithSignal). They
+	// change from step to step with a trainer's schedules, so they are recorded here and never
+	// locked: neither changes a weight (η scales predicted ΔH only) nor the replay of the phase
+	// (which replays the recorded Σ H).
+	Temperature *float64 `json:"temperature,omitempty"`
+	LR          *float64 `json:"lr,omitempty"`
 }
+
+// stepSignal is the per-step part of the signal parameters: τ and η.
+type stepSignal struct{ temperature, lr float64 }
+
+// perStepParams are the signal parameters that earlier versions of papo locked into a run's
+// params and that are now recorded with each step (StepRecord.Temperature, .LR); a state that
+// still holds them in params reads with each of its steps given those values.
+var perStepParams = [...]string{"temperature", "lr"}
 
 // stateFile is the JSON document of a run-state file:
 //
 //	{
 //	  "format": "papo-run-state",
 //	  "version": 2,
-//	  "params": {"method": "papo", "lambda": "0.5", "phase.mode": "slope", "temperature": "1", ...},
+//	  "params": {"method": "papo", "lambda": "0.5", "phase.mode": "slope", "clip_low": "0.2", ...},
 //	  "base": {"last_step": -1, "observed": 0, "ema": 0, "phi": 0, "window": []},
-//	  "steps": [{"step": 0, "tokens": 81920, "sum_entropy": 52344.75, "ema": 0.639, "phi": 0}, ...]
+//	  "steps": [{"step": 0, "tokens": 81920, "sum_entropy": 52344.75, "ema": 0.639, "phi": 0,
+//	             "temperature": 1, "lr": 1e-06}, ...]
 //	}
 //
 // params holds every parameter that decides the weights, the phase or the predicted ΔH
@@ -78,14 +93,18 @@ func newRunMemory() runMemory {
 
 // advance observes a step after the last one and keeps at most limit steps of history, folding
 // older ones into base.
-func (m runMemory) advance(c PhaseConfig, step int64, sum EntropySum, limit int) (runMemory, Phase, error) {
+func (m runMemory) advance(c PhaseConfig, step int64, sum EntropySum, sig *stepSignal, limit int) (runMemory, Phase, error) {
 	d := &Detector{cfg: c, st: m.cur}
 	ph, next, err := d.observe(step, sum.Sum, sum.Tokens)
 	if err != nil {
 		return m, Phase{}, err
 	}
 	out := runMemory{base: m.base, cur: next}
-	out.steps = append(slices.Clone(m.steps), StepRecord{Step: step, Tokens: sum.Tokens, SumEntropy: sum.Sum, EMA: next.EMA, Phi: next.Phi})
+	rec := StepRecord{Step: step, Tokens: sum.Tokens, SumEntropy: sum.Sum, EMA: next.EMA, Phi: next.Phi}
+	if sig != nil {
+		rec.Temperature, rec.LR = &sig.temperature, &sig.lr
+	}
+	out.steps = append(slices.Clone(m.steps), rec)
 	for len(out.steps) > limit {
 		d := &Detector{cfg: c, st: out.base}
 		first := out.steps[0]
@@ -245,6 +264,9 @@ func loadState(path string, params []param, c PhaseConfig) (m runMemory, ok bool
 	if sf.Steps == nil {
 		return runMemory{}, false, malformed("no steps")
 	}
+	if err := movePerStepParams(&sf); err != nil {
+		return runMemory{}, false, malformed("%v", err)
+	}
 	if diff := paramDiff(sf.Params, params); diff != "" {
 		return runMemory{}, false, fmt.Errorf("run state %s was written with different parameters (%s); "+
 			"use the state's parameters to continue that run, or pass --%s to start a new run", path, diff, FlagResetState)
@@ -260,6 +282,32 @@ func loadState(path string, params []param, c PhaseConfig) (m runMemory, ok bool
 		return runMemory{}, false, malformed("%v", err)
 	}
 	return m, true, nil
+}
+
+// movePerStepParams moves τ and η that a state of an earlier papo locked into its params onto
+// each of its steps that does not record its own.
+func movePerStepParams(sf *stateFile) error {
+	for _, name := range perStepParams {
+		text, ok := sf.Params[name]
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return fmt.Errorf("params: %s = %q: want a number", name, text)
+		}
+		delete(sf.Params, name)
+		for i := range sf.Steps {
+			field := &sf.Steps[i].Temperature
+			if name == "lr" {
+				field = &sf.Steps[i].LR
+			}
+			if *field == nil {
+				*field = &v
+			}
+		}
+	}
+	return nil
 }
 
 // paramDiff describes how saved differs from params ("" when equal), naming each parameter with
@@ -289,13 +337,11 @@ func paramDiff(saved map[string]string, params []param) string {
 }
 
 // signalParams are the parameters of the per-token signals (docs/MATH.md §2) that a run state
-// records: τ changes every entropy and so the phase, the natural-gradient choice changes P and
-// so PAPO's weights, and η and the clip range change the predicted ΔH (and Clip-Cov's
-// candidates).
+// locks: the natural-gradient choice changes P and so PAPO's weights, and the clip range
+// changes which tokens Clip-Cov and KL-Cov pick. τ and η are recorded per step instead
+// (StepRecord): a trainer's schedules change them during a run.
 func signalParams(p polarity.Params) []param {
 	return []param{
-		{"temperature", fmtF(p.Temperature)},
-		{"lr", fmtF(p.LR)},
 		{"clip_low", polarity.FormatEpsilon(p.ClipLow)},
 		{"clip_high", polarity.FormatEpsilon(p.ClipHigh)},
 		{"natural_gradient", strconv.FormatBool(p.NaturalGradient)},

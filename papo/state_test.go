@@ -154,10 +154,6 @@ func TestStateRefusesOtherParameters(t *testing.T) {
 			[]string{"lambda = 0.5 in the state, 0.3 now", "phase.window = 3 in the state, 4 now"}},
 		{"method", func(c *Config, _ *polarity.Params) { c.Method, c.Renormalize = MethodTopEntropy, false },
 			[]string{"method = papo in the state, top-entropy now"}},
-		{"temperature", func(_ *Config, p *polarity.Params) { p.Temperature = 0.7 },
-			[]string{"temperature = 1 in the state, 0.7 now"}},
-		{"learning rate", func(_ *Config, p *polarity.Params) { p.LR = 1e-6 },
-			[]string{"lr = 1 in the state, 1e-06 now"}},
 		{"clip range", func(_ *Config, p *polarity.Params) { p.ClipLow, p.ClipHigh = 0, math.Inf(1) },
 			[]string{"clip_low = 0.2 in the state, 0 now", "clip_high = 0.28 in the state, none now"}},
 		{"natural gradient", func(_ *Config, p *polarity.Params) { p.NaturalGradient = true },
@@ -202,8 +198,8 @@ func TestStateRefusesOtherParameters(t *testing.T) {
 	// A state written without the signal parameters does not match one that records them.
 	t.Run("signal absent", func(t *testing.T) {
 		path, _ := newState(t)
-		if _, err := NewReweighter(c, WithStateFile(path)); err == nil || !strings.Contains(err.Error(), "temperature = 1 in the state, unused now") {
-			t.Errorf("got %v, want the recorded temperature named", err)
+		if _, err := NewReweighter(c, WithStateFile(path)); err == nil || !strings.Contains(err.Error(), "clip_low = 0.2 in the state, unused now") {
+			t.Errorf("got %v, want the recorded clip range named", err)
 		}
 	})
 }
@@ -618,5 +614,89 @@ func TestObserveOnly(t *testing.T) {
 	}
 	if res.MeanEntropy != 1 || res.Tokens != 1000 {
 		t.Errorf("with GlobalEntropy: H̄ = %v over %d tokens, want 1 over 1000", res.MeanEntropy, res.Tokens)
+	}
+}
+
+// TestStateStepSignal: τ and η are recorded with each step, and a later step may bring new
+// ones (a learning-rate or temperature schedule) without touching the phase or the weights; a
+// state of an earlier papo that locked them in params reads with its steps given those values.
+func TestStateStepSignal(t *testing.T) {
+	c := runConfig()
+	schedule := []struct{ tau, lr float64 }{{1, 1e-6}, {1, 2e-6}, {0.7, 3e-6}}
+	path := filepath.Join(t.TempDir(), "state.json")
+	var outs [][]byte
+	for k, s := range schedule {
+		sig := polarity.DefaultParams()
+		sig.Temperature, sig.LR = s.tau, s.lr
+		r := openRun(t, c, path, WithSignal(sig))
+		out, _ := stepOutput(t, r, int64(k))
+		outs = append(outs, out)
+		r.Close()
+	}
+	// The schedule changes nothing the run computes: the same steps under one fixed η and τ.
+	want, _ := reference(t, c, int64(len(schedule)), WithSignal(polarity.DefaultParams()))
+	for k := range outs {
+		if !bytes.Equal(outs[k], want[k]) {
+			t.Errorf("step %d: output under the schedule differs from the fixed-η run", k)
+		}
+	}
+	var sf stateFile
+	data, _ := os.ReadFile(path)
+	if err := json.Unmarshal(data, &sf); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range perStepParams {
+		if _, ok := sf.Params[name]; ok {
+			t.Errorf("params lock %s", name)
+		}
+	}
+	if len(sf.Steps) != len(schedule) {
+		t.Fatalf("%d steps recorded, want %d", len(sf.Steps), len(schedule))
+	}
+	for k, s := range schedule {
+		got := sf.Steps[k]
+		if got.Temperature == nil || got.LR == nil || *got.Temperature != s.tau || *got.LR != s.lr {
+			t.Errorf("steps[%d]: τ %v, η %v; want %v, %v", k, got.Temperature, got.LR, s.tau, s.lr)
+		}
+	}
+
+	// An earlier papo's state: τ and η in params, none on the steps.
+	legacy := map[string]any{}
+	if err := json.Unmarshal(data, &legacy); err != nil {
+		t.Fatal(err)
+	}
+	legacy["params"].(map[string]any)["temperature"] = "0.5"
+	legacy["params"].(map[string]any)["lr"] = "0.25"
+	for _, s := range legacy["steps"].([]any) {
+		delete(s.(map[string]any), "temperature")
+		delete(s.(map[string]any), "lr")
+	}
+	old, _ := json.Marshal(legacy)
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := openRun(t, c, path, WithSignal(polarity.DefaultParams()))
+	stepOutput(t, r, int64(len(schedule)))
+	r.Close()
+	data, _ = os.ReadFile(path)
+	sf = stateFile{}
+	if err := json.Unmarshal(data, &sf); err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range sf.Steps {
+		tau, lr := 0.5, 0.25
+		if k == len(schedule) {
+			tau, lr = 1, 1
+		}
+		if s.Temperature == nil || s.LR == nil || *s.Temperature != tau || *s.LR != lr {
+			t.Errorf("after the legacy state, steps[%d]: τ %v, η %v; want %v, %v", k, s.Temperature, s.LR, tau, lr)
+		}
+	}
+	// A value there that is no number is a malformed state, named.
+	legacy["params"].(map[string]any)["lr"] = "fast"
+	old, _ = json.Marshal(legacy)
+	os.WriteFile(path, old, 0o644)
+	if _, err := NewReweighter(c, WithStateFile(path), WithSignal(polarity.DefaultParams())); err == nil || !strings.Contains(err.Error(), `lr = "fast"`) {
+		t.Errorf("got %v, want the malformed lr named", err)
 	}
 }

@@ -62,7 +62,7 @@ func addRunFlags(fs *flag.FlagSet) *runFlags {
 	fs.Var(epsilonFlag{&f.clipLow}, "clip-low", "PPO ε_low: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_low, else none)")
 	fs.Var(epsilonFlag{&f.clipHigh}, "clip-high", "PPO ε_high: a number ≥ 0 (0: a zero-width range) or none (default: the file's papo.clip_high, else none)")
 	f.npg = fs.Bool("natural-gradient", false, "use the natural-gradient polarity factor T_npg = −(log π_a + H)")
-	f.quiet = fs.Bool("quiet", false, "no progress bar and no summary table")
+	f.quiet = fs.Bool("quiet", false, "print nothing on success: no progress bar, summary table or throughput line (errors, and --device auto falling back to the CPU, are still said)")
 	f.maxBatch = fs.Int64("max-batch-bytes", defaultMaxBatchBytes, "largest record batch of an IPC stream (held in memory whole) and largest buffer of any input; IPC files are memory-mapped and their batches have no cap")
 	return f
 }
@@ -335,6 +335,9 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	env.reached("committed")
 	if !*rf.quiet && !partials {
 		printSummary(table, sink.Summaries(), reweight, cfg.Method)
+	}
+	if *rf.quiet {
+		return nil
 	}
 	secs := elapsed.Seconds()
 	if meta.RowStats {

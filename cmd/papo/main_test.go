@@ -311,7 +311,7 @@ func TestDeviceAutoFallsBackWhenProbeFails(t *testing.T) {
 	outs := map[string]string{}
 	for _, device := range []string{"auto", "cpu"} {
 		out := filepath.Join(dir, device+".arrow")
-		code, _, stderr := runCLI(t, "analyze", in, "-o", out, "--device", device, "--quiet")
+		code, _, stderr := runCLI(t, "analyze", in, "-o", out, "--device", device)
 		if code != 0 {
 			t.Fatalf("--device %s: exit %d: %s", device, code, stderr)
 		}
@@ -461,6 +461,27 @@ func splitBySteps(t *testing.T, in, a, b string, cut int64) {
 	}
 }
 
+// --quiet prints nothing when the command succeeds (a trainer that runs papo every step wants
+// no line per call); without it the command says which engine ran and how fast.
+func TestQuiet(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.arrow")
+	writeInput(t, in, goldenInput([]int32{0, 3, 1}, []float64{1, -1, 0.5}), nil)
+	for _, cmd := range []string{"analyze", "reweight"} {
+		args := []string{cmd, in, "-o", filepath.Join(dir, cmd+".arrow"), "--device", "cpu"}
+		if cmd == "reweight" {
+			args = append(args, "--state", filepath.Join(dir, "s.json"))
+		}
+		code, stdout, stderr := runCLI(t, append(slices.Clone(args), "--quiet")...)
+		if code != 0 || stdout != "" || stderr != "" {
+			t.Errorf("%s --quiet: exit %d, stdout %q, stderr %q; want nothing", cmd, code, stdout, stderr)
+		}
+		if code, _, stderr := runCLI(t, args...); code != 0 || !strings.Contains(stderr, "on engine cpu") {
+			t.Errorf("%s: exit %d, stderr %q; want the engine and throughput line", cmd, code, stderr)
+		}
+	}
+}
+
 func TestReweightNeedsAdvantages(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.arrow")
@@ -480,8 +501,9 @@ func TestReweightNeedsAdvantages(t *testing.T) {
 	}
 }
 
-// The run state records τ, η, the clip range and the natural-gradient choice, wherever they
-// come from (flags or the file's metadata), and refuses a run that changes one.
+// The run state locks the clip range and the natural-gradient choice, wherever they come from
+// (flags or the file's metadata), and refuses a run that changes one; τ and η it records with
+// each step.
 func TestStateRecordsSignalParameters(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.arrow")
@@ -498,8 +520,6 @@ func TestStateRecordsSignalParameters(t *testing.T) {
 		flags []string
 		want  string
 	}{
-		{[]string{"--temperature", "0.7"}, "temperature = 1 in the state, 0.7 now"},
-		{[]string{"--lr", "1e-6"}, "lr = 1 in the state, 1e-06 now"},
 		{[]string{"--clip-high", "none"}, "clip_high = 0.28 in the state, none now"},
 		{[]string{"--clip-low", "0"}, "clip_low = none in the state, 0 now"},
 		{[]string{"--natural-gradient"}, "natural_gradient = false in the state, true now"},
@@ -514,6 +534,15 @@ func TestStateRecordsSignalParameters(t *testing.T) {
 	// The same values spelled as flags are the same run.
 	if code, _, stderr := runCLI(t, append(slices.Clone(base), "--clip-high", "0.28", "--temperature", "1")...); code != 0 {
 		t.Errorf("the recorded values as flags: exit %d: %s", code, stderr)
+	}
+	// τ and η are the step's, recorded with it, never locked: a trainer's schedules change them.
+	for _, flags := range [][]string{{"--lr", "1e-6"}, {"--temperature", "0.7"}} {
+		if code, _, stderr := runCLI(t, append(slices.Clone(base), flags...)...); code != 0 {
+			t.Errorf("%v: exit %d: %s; want a new η or τ accepted", flags, code, stderr)
+		}
+	}
+	if data, err := os.ReadFile(state); err != nil || !strings.Contains(string(data), `"temperature": 0.7`) {
+		t.Errorf("state after --temperature 0.7: %v; want each step's τ recorded:\n%s", err, data)
 	}
 	if code, _, stderr := runCLI(t, append(slices.Clone(base), "--clip-low", "-1")...); code != 2 || !strings.Contains(stderr, "clip-low") {
 		t.Errorf("--clip-low -1: exit %d: %s", code, stderr)
