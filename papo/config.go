@@ -56,8 +56,16 @@ type PhaseConfig struct {
 	Beta float64 `toml:"beta" json:"beta"`
 	// Window is W ≥ 1, the slope's look-back in observed steps (slope mode). Default 10.
 	Window int `toml:"window" json:"window"`
-	// TargetKappa is κ in φ = tanh(κ·(H* − E)/H*). Default 2: a 25 % shortfall gives φ ≈ 0.46.
+	// TargetKappa is κ in φ = tanh(κ·e + κ_I·I), e = (H* − E)/H*. Default 16: a 5 % shortfall
+	// gives φ ≈ 0.66 from the proportional term alone (chosen in the closed loop of
+	// bench/closedloop, docs/MATH.md §5; papo before it used 2, which settled 0.15–0.4 nats
+	// below the target there).
 	TargetKappa float64 `toml:"target_kappa" json:"target_kappa"`
+	// TargetIntegral is κ_I ≥ 0, the gain of the integral I_k = Σ e over the observed steps
+	// (target mode; docs/MATH.md §5). The proportional term alone settles below a target that
+	// needs a lasting push (it needs an error to push); the integral removes that offset.
+	// Default 0.1; 0 is the proportional controller of papo before it.
+	TargetIntegral float64 `toml:"target_integral" json:"target_integral"`
 	// SlopeKappa is κ in φ = tanh(−κ·(E_k − E_{k−W})/(W·E_{k−W})). The argument is a relative
 	// change per step, so κ is larger than in target mode. Default 50: an entropy falling by
 	// 1 % per step gives φ ≈ 0.46.
@@ -115,9 +123,10 @@ type Config struct {
 	TopEntropy TopEntropyConfig `toml:"top_entropy" json:"top_entropy"`
 }
 
-// DefaultPhaseConfig is slope mode, β = 0.9, W = 10, κ = 2 (target) and 50 (slope).
+// DefaultPhaseConfig is slope mode, β = 0.9, W = 10, κ = 50 (slope); for target mode κ = 16
+// and κ_I = 0.1.
 func DefaultPhaseConfig() PhaseConfig {
-	return PhaseConfig{Mode: PhaseSlope, Beta: 0.9, Window: 10, TargetKappa: 2, SlopeKappa: 50}
+	return PhaseConfig{Mode: PhaseSlope, Beta: 0.9, Window: 10, TargetKappa: 16, TargetIntegral: 0.1, SlopeKappa: 50}
 }
 
 // DefaultConfig is PAPO with λ = 0.5, g = sign, no renormalization, the default phase detector,
@@ -159,6 +168,7 @@ func (c *Config) flags() []flagSpec {
 		{name: "ema-beta", f64: &c.Phase.Beta, usage: "EMA coefficient β in [0,1) of the step entropy"},
 		{name: "phase-window", integer: &c.Phase.Window, usage: "slope look-back W in steps (≥ 1)"},
 		{name: "target-kappa", f64: &c.Phase.TargetKappa, usage: "gain κ of the target-mode phase tanh(κ(H*−E)/H*)"},
+		{name: "target-integral", f64: &c.Phase.TargetIntegral, usage: "gain κ_I ≥ 0 of the target-mode integral of the relative entropy error (0: proportional only)"},
 		{name: "slope-kappa", f64: &c.Phase.SlopeKappa, usage: "gain κ of the slope-mode phase tanh(−κ·relative EMA change per step)"},
 		{name: "lambda", f64: &c.Lambda, usage: "PAPO strength λ in [0,1): w = 1 + λ·φ·g(P)"},
 		{name: "weight-fn", str: &c.G, usage: "PAPO g(P): sign or tanh (tanh(P/σ_P), σ_P the step's std of P)"},
@@ -269,6 +279,9 @@ func (p PhaseConfig) Validate() error {
 	if !(p.TargetKappa > 0) || !finite(p.TargetKappa) {
 		bad("phase: target κ = %v: want a finite value > 0", p.TargetKappa)
 	}
+	if !(p.TargetIntegral >= 0) || !finite(p.TargetIntegral) {
+		bad("phase: target integral gain κ_I = %v: want a finite value ≥ 0", p.TargetIntegral)
+	}
 	if !(p.SlopeKappa > 0) || !finite(p.SlopeKappa) {
 		bad("phase: slope κ = %v: want a finite value > 0", p.SlopeKappa)
 	}
@@ -344,6 +357,12 @@ func (c Config) effectiveParams() []param {
 	if c.Phase.Mode == PhaseTarget {
 		ps = append(ps, param{"phase.target_entropy", fmtF(c.Phase.TargetEntropy)},
 			param{"phase.target_kappa", fmtF(c.Phase.TargetKappa)})
+		// Listed only when set, so that a state of the proportional controller (papo before the
+		// integral) still reads with κ_I = 0, and one that a κ_I > 0 would replay differently is
+		// refused with both values named.
+		if c.Phase.TargetIntegral != 0 {
+			ps = append(ps, param{"phase.target_integral", fmtF(c.Phase.TargetIntegral)})
+		}
 	} else {
 		ps = append(ps, param{"phase.window", strconv.Itoa(c.Phase.Window)},
 			param{"phase.slope_kappa", fmtF(c.Phase.SlopeKappa)})

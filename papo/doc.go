@@ -16,7 +16,7 @@
 // Per step k, over the trained tokens of all data-parallel ranks:
 //
 //	H̄_k = token-mean entropy     E_k = β·E_{k−1} + (1−β)·H̄_k, E_0 = H̄_0     (β = 0.9)
-//	target mode: φ_k = tanh(κ·(H* − E_k)/H*)                                (κ = 2)
+//	target mode: φ_k = tanh(κ·e_k + κ_I·I_k), e_k = (H* − E_k)/H*, I_k = Σ e  (κ = 16, κ_I = 0.1)
 //	slope mode:  φ_k = tanh(−κ·(E_k − E_{k−W})/(W·E_{k−W}))                 (κ = 50, W = 10)
 //	w_t = 1 + λ·φ_k·g(P_t),  Ã_t = w_t·A_t                                   (λ = 0.5)
 //	g = sign(P) (default), or tanh(P/σ_P) with σ_P the step's standard deviation of P

@@ -54,6 +54,10 @@ type DetectorState struct {
 	// Window holds E of the last min(Observed, W) observed steps, oldest first (slope mode;
 	// empty in target mode).
 	Window []float64 `json:"window"`
+	// Integral is I_k, the target mode's sum of relative errors (H* − E)/H* over the observed
+	// steps, held to |κ_I·I| ≤ MaxIntegralArg (0 in slope mode and with κ_I = 0, and then not
+	// written: such a state file reads as it did before the integral existed).
+	Integral float64 `json:"integral,omitempty"`
 }
 
 // NewDetectorState is the memory of a detector that has seen no step.
@@ -67,6 +71,20 @@ type Detector struct {
 	cfg PhaseConfig
 	st  DetectorState
 }
+
+// MaxIntegralArg bounds the integral's share κ_I·I of the target-mode phase argument
+// (anti-windup): tanh(3) = 0.995, so the integral alone can hold φ near ±1 but never winds up
+// beyond what it takes to saturate, and it turns as soon as the error changes sign.
+const MaxIntegralArg = 3
+
+// SaturatedPhi is the |φ| from which the target mode's integral stops accumulating an error of
+// the same sign (conditional integration): far from the target, on the way down from a run's
+// initial entropy or out of a collapse, φ is already near ±1 and more integral would only have
+// to be unwound after the crossing.
+const SaturatedPhi = 0.9
+
+// saturatedArg is atanh(SaturatedPhi) (TestSaturatedArg checks it).
+const saturatedArg = 1.4722194895832204
 
 // minRefEntropy floors the reference E_{k−W} in the slope's denominator: a fully collapsed
 // entropy (0 nats) must not divide by zero; any rise from there saturates φ at −1.
@@ -106,6 +124,12 @@ func (s DetectorState) check(c PhaseConfig) error {
 		return fmt.Errorf("ema %v: want a finite value ≥ 0", s.EMA)
 	case !finite(s.Phi) || s.Phi < -1 || s.Phi > 1:
 		return fmt.Errorf("phi %v: want a value in [−1, 1]", s.Phi)
+	case !finite(s.Integral):
+		return fmt.Errorf("integral %v: want a finite value", s.Integral)
+	case (c.Mode != PhaseTarget || c.TargetIntegral == 0) && s.Integral != 0:
+		return fmt.Errorf("integral %v: want 0 without a target-mode integral gain", s.Integral)
+	case c.Mode == PhaseTarget && c.TargetIntegral > 0 && math.Abs(c.TargetIntegral*s.Integral) > MaxIntegralArg:
+		return fmt.Errorf("integral %v: want |κ_I·I| ≤ %v (κ_I = %v)", s.Integral, MaxIntegralArg, c.TargetIntegral)
 	}
 	if c.Mode == PhaseTarget && len(s.Window) > 0 {
 		return fmt.Errorf("window has %d entries: want none in target mode", len(s.Window))
@@ -191,7 +215,18 @@ func (d *Detector) observe(step int64, sumEntropy float64, tokens int64) (Phase,
 	switch d.cfg.Mode {
 	case PhaseTarget:
 		h := d.cfg.TargetEntropy
-		st.Phi = math.Tanh(d.cfg.TargetKappa * (h - st.EMA) / h)
+		e := (h - st.EMA) / h
+		arg := d.cfg.TargetKappa * e
+		if ki := d.cfg.TargetIntegral; ki > 0 {
+			// Conditional integration: while φ is saturated in the error's direction the
+			// integral would only wind up; unwinding is always allowed.
+			if prev := arg + ki*st.Integral; math.Abs(prev) < saturatedArg || e*prev < 0 {
+				lim := MaxIntegralArg / ki
+				st.Integral = math.Max(-lim, math.Min(lim, st.Integral+e))
+			}
+			arg += ki * st.Integral
+		}
+		st.Phi = math.Tanh(arg)
 	case PhaseSlope:
 		// Before W observations the slope is taken over the j < W steps there are.
 		st.Phi = 0

@@ -261,7 +261,8 @@ func reportParams(p polarity.Params, c papo.Config) []report.Param {
 	}
 	if c.Phase.Mode == papo.PhaseTarget {
 		out = append(out, report.Param{Name: "target entropy H*", Value: f(c.Phase.TargetEntropy)},
-			report.Param{Name: "target κ", Value: f(c.Phase.TargetKappa)})
+			report.Param{Name: "target κ", Value: f(c.Phase.TargetKappa)},
+			report.Param{Name: "target integral κ_I", Value: f(c.Phase.TargetIntegral)})
 	} else {
 		out = append(out, report.Param{Name: "window W", Value: strconv.Itoa(c.Phase.Window)},
 			report.Param{Name: "slope κ", Value: f(c.Phase.SlopeKappa)})
