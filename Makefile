@@ -4,7 +4,7 @@ BIN     := bin
 DEMO    := demo
 FUZZTIME ?= 60s
 
-.PHONY: all build cuda demo test test-go test-python test-race fuzz bench peers roofline vet fmt-check interop-deps kernels check-kernels clean
+.PHONY: all build cuda demo test test-go test-python test-race fuzz bench peers roofline vet fmt-check interop-deps kernels check-kernels clean closedloop closedloop-full
 
 all: build
 
@@ -39,7 +39,7 @@ interop-deps:
 	else echo "npm not found: the interop and serve tests will be skipped"; fi
 	@if command -v python3 >/dev/null; then PYTHONPYCACHEPREFIX=$$(mktemp -d) python3 -m py_compile examples/python/reweight.py examples/python/flight.py examples/python/row_stats.py examples/python/ddp_global_stats.py cmd/papo/testdata/torchstats.py bench/peers.py; fi
 
-test: vet fmt-check interop-deps test-go test-python test-race fuzz
+test: vet fmt-check interop-deps test-go test-python closedloop test-race fuzz
 
 # Every package with the assembly kernels (chosen at run time; the polarity tests also force
 # each kernel the processor runs), then the CPU engine's packages built with `noasm` (pure Go
@@ -77,6 +77,23 @@ test-python:
 	$(PYTHON) -m ruff check python && $(PYTHON) -m ruff check --config python/pyproject.toml examples/python && \
 	(cd python && $(abspath $(PYTHON)) -m mypy src) && \
 	$(PYTHON) -m pytest -q python/tests -p no:cacheprovider
+
+# The closed-loop benchmark (bench/closedloop: a GRPO loop in torch that calls papo serve every
+# step): ruff and mypy on it, then its quick mode with its assertions (per-token and same-token
+# correlations positive, the head-SGD per-token slope within 10 % of 1). Same PYTHON and skip
+# rule as test-python. closedloop-full runs every arm on 3 seeds and writes bench/RESULTS.md and
+# the docs/closedloop-* figures.
+CLOSEDLOOP_LINT = $(PYTHON) -m ruff check --config python/pyproject.toml bench/closedloop && \
+	$(PYTHON) -m ruff format --check --config python/pyproject.toml bench/closedloop && \
+	MYPYPATH=python/src $(PYTHON) -m mypy --strict --python-version 3.11 --ignore-missing-imports bench/closedloop/*.py
+closedloop: build
+	@if [ ! -x "$(PYTHON)" ]; then \
+		if [ -n "$$PAPO_REQUIRE_PYTHON" ]; then echo "closedloop: no $(PYTHON) (PAPO_REQUIRE_PYTHON is set)"; exit 1; fi; \
+		echo "closedloop: no $(PYTHON): skipped (.ci/run shows how to make it)"; exit 0; fi; \
+	$(CLOSEDLOOP_LINT) && HF_HUB_OFFLINE=1 $(PYTHON) bench/closedloop/run.py --quick --papo $(BIN)/papo
+
+closedloop-full: build
+	$(CLOSEDLOOP_LINT) && HF_HUB_OFFLINE=1 $(PYTHON) bench/closedloop/run.py --papo $(BIN)/papo
 
 vet:
 	$(GO) vet ./...
