@@ -161,10 +161,7 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	} else {
 		maxAVX2(&x[0], n, &lanes)
 	}
-	mx := ninf
-	for _, z := range lanes {
-		mx = max(mx, z)
-	}
+	mx := maxLanes(&lanes)
 	for _, z := range x[n:] {
 		if z > mx {
 			mx = z
@@ -213,6 +210,18 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 		bs.Rest = bs.S1 // a NaN among the logits
 	}
 	return bs
+}
+
+// maxLanes is the largest of the 16 lanes, as the builtin max folds them (NaN wins, +0 over
+// −0: the result does not depend on the order), in a tree of depth 4 instead of a chain of 16
+// dependent maxima (half of accumulate's own time in a papo analyze profile).
+func maxLanes(l *[16]float32) float32 {
+	var m [8]float32
+	for i := range m {
+		m[i] = max(l[i], l[i+8])
+	}
+	a, b, c, d := max(m[0], m[4]), max(m[1], m[5]), max(m[2], m[6]), max(m[3], m[7])
+	return max(max(a, c), max(b, d))
 }
 
 func (a *asmState) sums(x *float32, n int, out *asmSums, pf uintptr) {
