@@ -71,6 +71,33 @@ func (a *limitAllocator) Allocate(size int) []byte {
 	}
 	a.mu.Lock()
 	a.largest = max(a.largest, int64(size))
+	b := a.lend(size)
+	a.mu.Unlock()
+	if b == nil {
+		return a.mem.Allocate(size)
+	}
+	clear(b)
+	return b
+}
+
+// takePooled lends a pooled buffer of size bytes, not cleared, or returns nil when the pool has
+// none that large: for a stream message's body, which the reader overwrites whole. A body
+// whose size the pool holds already costs no new memory, so it need not grow with the bytes
+// that arrive; and a buffer that is overwritten need not be cleared first (12 MB of clearing a
+// batch, papo bench --row-stats).
+func (a *limitAllocator) takePooled(size int) []byte {
+	if size < poolMinSize {
+		return nil
+	}
+	a.check(size)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lend(size)
+}
+
+// lend takes the smallest pooled buffer of at least size bytes out of the pool and returns its
+// first size bytes, as they are; nil when none is that large. a.mu is held.
+func (a *limitAllocator) lend(size int) []byte {
 	best := -1
 	for i, b := range a.pool {
 		if len(b) >= size && (best < 0 || len(b) < len(a.pool[best])) {
@@ -78,8 +105,7 @@ func (a *limitAllocator) Allocate(size int) []byte {
 		}
 	}
 	if best < 0 {
-		a.mu.Unlock()
-		return a.mem.Allocate(size)
+		return nil
 	}
 	b := a.pool[best]
 	a.pool = append(a.pool[:best], a.pool[best+1:]...)
@@ -88,16 +114,14 @@ func (a *limitAllocator) Allocate(size int) []byte {
 		a.lent = make(map[*byte][]byte)
 	}
 	a.lent[unsafe.SliceData(b)] = b
-	a.mu.Unlock()
-	b = b[:size:size]
-	clear(b)
-	return b
+	return b[:size:size]
 }
 
 func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
 	a.check(size)
 	a.mu.Lock()
 	_, lent := a.lent[unsafe.SliceData(b)]
+	a.largest = max(a.largest, int64(size)) // a grown body is pooled when freed
 	a.mu.Unlock()
 	if !lent || cap(b) == 0 {
 		return a.mem.Reallocate(size, b)

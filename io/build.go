@@ -287,30 +287,20 @@ func buildLogits(mem memory.Allocator, dt arrow.DataType, l *polarity.Logits) (a
 	return array.MakeFromData(data), nil
 }
 
-// BuildOutput builds an output record for schema (from OutputSchema): the passthrough columns
-// (Batch.Passthrough) then the computed columns of r for batch b. weight nil means every weight
-// is 1; reweighted nil means w·A. polarity and reweighted_advantage are null for tokens without
-// an advantage. The caller releases the record.
+// BuildOutput builds an output record for schema: OutputSchema of the input's, or a selection
+// of its columns (SelectColumns), each built from its source: a passthrough column
+// (Batch.Passthrough, shared, not copied) or a computed column of r for batch b. Only the
+// columns schema names are built. weight nil means every weight is 1; reweighted nil means
+// w·A. polarity and reweighted_advantage are null for tokens without an advantage. The caller
+// releases the record.
 func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.Record, b *polarity.Batch,
 	r *polarity.Result, weight []float32, reweighted []float64) (arrow.Record, error) {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	np := int(passthrough.NumCols())
-	if schema.NumFields() != np+len(outputColumns) {
-		return nil, fmt.Errorf("build output: schema has %d columns; want %d passthrough + %d computed",
-			schema.NumFields(), np, len(outputColumns))
-	}
-	for i := 0; i < np; i++ {
-		if got, want := passthrough.Column(i).DataType(), schema.Field(i).Type; !arrow.TypeEqual(got, want) {
-			return nil, fmt.Errorf("build output: passthrough column %d (%s) is %s; the schema says %s",
-				i, passthrough.ColumnName(i), got, want)
-		}
-	}
-	for i, name := range outputColumns {
-		if got := schema.Field(np + i).Name; got != name {
-			return nil, fmt.Errorf("build output: schema column %d is %s; want %s", np+i, got, name)
-		}
+	src, err := outputSources(schema, passthrough)
+	if err != nil {
+		return nil, err
 	}
 	n := int(passthrough.NumRows())
 	check := func(what string, l int) error {
@@ -336,49 +326,141 @@ func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.R
 		if err := check("weight", len(weight)); err != nil {
 			return nil, err
 		}
-	} else {
-		weight = make([]float32, n)
-		for i := range weight {
-			weight[i] = 1
-		}
 	}
 	if reweighted != nil {
 		if err := check("reweighted_advantage", len(reweighted)); err != nil {
 			return nil, err
 		}
 	}
-	hasA := make([]bool, n)
-	rw := make([]float32, n)
-	for i := range rw {
-		hasA[i] = b.HasAdvantage(i)
-		switch {
-		case !hasA[i]:
-		case reweighted != nil:
-			rw[i] = float32(reweighted[i])
-		default:
-			rw[i] = float32(float64(weight[i]) * b.Advantage[i])
-		}
-	}
 	f32 := arrow.PrimitiveTypes.Float32
 	arrs := make([]arrow.Array, 0, schema.NumFields())
 	defer func() { releaseAll(arrs) }()
-	for i := 0; i < np; i++ {
-		c := passthrough.Column(i)
-		c.Retain()
-		arrs = append(arrs, c)
+	for _, k := range src {
+		if k < 0 { // passthrough column -k-1
+			c := passthrough.Column(-k - 1)
+			c.Retain()
+			arrs = append(arrs, c)
+			continue
+		}
+		var a arrow.Array
+		switch outputColumns[k] {
+		case ColEntropy:
+			a = newPrimitive(mem, f32, r.Entropy, nil)
+		case ColLogprob:
+			a = newPrimitive(mem, f32, r.Logprob, nil)
+		case ColSampledTerm:
+			a = newPrimitive(mem, f32, r.SampledTerm, nil)
+		case ColCorrection:
+			a = newPrimitive(mem, f32, r.Correction, nil)
+		case ColPolarityFactor:
+			a = newPrimitive(mem, f32, r.PolarityFactor, nil)
+		case ColPolarity:
+			a = newPrimitive(mem, f32, r.Polarity, r.PolarityValid)
+		case ColPredictedDeltaH:
+			a = newPrimitive(mem, f32, r.PredictedDeltaH, nil)
+		case ColWeight:
+			a = weightColumn(mem, weight, n)
+		case ColReweightedAdvantage:
+			a = reweightedColumn(mem, b, weight, reweighted)
+		}
+		arrs = append(arrs, a)
 	}
-	arrs = append(arrs,
-		newPrimitive(mem, f32, r.Entropy, nil),
-		newPrimitive(mem, f32, r.Logprob, nil),
-		newPrimitive(mem, f32, r.SampledTerm, nil),
-		newPrimitive(mem, f32, r.Correction, nil),
-		newPrimitive(mem, f32, r.PolarityFactor, nil),
-		newPrimitive(mem, f32, r.Polarity, r.PolarityValid),
-		newPrimitive(mem, f32, r.PredictedDeltaH, nil),
-		newPrimitive(mem, f32, weight, nil),
-		newPrimitive(mem, f32, rw, hasA),
-	)
 	return array.NewRecord(schema, arrs, int64(n)), nil
+}
+
+// outputSources maps each column of schema to its source: k ≥ 0 the computed column
+// outputColumns[k], k < 0 the passthrough column -k-1 (by its name in the output, with
+// CollisionPrefix where it collides with a computed column). An output schema whose first
+// columns are the passthrough record's maps them by position.
+func outputSources(schema *arrow.Schema, passthrough arrow.Record) ([]int, error) {
+	computed := make(map[string]int, len(outputColumns))
+	for k, name := range outputColumns {
+		computed[name] = k
+	}
+	np := int(passthrough.NumCols())
+	outName := func(j int) string {
+		name := passthrough.ColumnName(j)
+		if _, ok := computed[name]; ok {
+			return CollisionPrefix + name
+		}
+		return name
+	}
+	byName := make(map[string]int, np)
+	for j := np - 1; j >= 0; j-- { // the first of equal names wins
+		byName[outName(j)] = j
+	}
+	src := make([]int, schema.NumFields())
+	for i, f := range schema.Fields() {
+		j, pass := byName[f.Name]
+		if i < np && f.Name == outName(i) {
+			j, pass = i, true
+		}
+		if pass {
+			if got := passthrough.Column(j).DataType(); !arrow.TypeEqual(got, f.Type) {
+				return nil, fmt.Errorf("build output: passthrough column %d (%s) is %s; the schema says %s",
+					j, passthrough.ColumnName(j), got, f.Type)
+			}
+			src[i] = -j - 1
+			continue
+		}
+		k, ok := computed[f.Name]
+		if !ok {
+			return nil, fmt.Errorf("build output: schema column %d (%s) is neither an input column nor one papo computes", i, f.Name)
+		}
+		if !arrow.TypeEqual(f.Type, arrow.PrimitiveTypes.Float32) {
+			return nil, fmt.Errorf("build output: schema column %d (%s) is %s; want float", i, f.Name, f.Type)
+		}
+		src[i] = k
+	}
+	return src, nil
+}
+
+// weightColumn is the weight column: weight, or n ones for nil.
+func weightColumn(mem memory.Allocator, weight []float32, n int) arrow.Array {
+	if weight == nil {
+		weight = make([]float32, n)
+		for i := range weight {
+			weight[i] = 1
+		}
+	}
+	return newPrimitive(mem, arrow.PrimitiveTypes.Float32, weight, nil)
+}
+
+// reweightedColumn is the reweighted_advantage column: reweighted (nil: w·A) as float32, null
+// for tokens without an advantage.
+func reweightedColumn(mem memory.Allocator, b *polarity.Batch, weight []float32, reweighted []float64) arrow.Array {
+	n := b.Rows()
+	values := newBuffer(mem, 4*n)
+	defer values.Release()
+	rw := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(values.Bytes()))), n)
+	var hasA []bool
+	if b.Advantage == nil || b.AdvantageValid != nil {
+		hasA = make([]bool, n)
+	}
+	for i := range rw {
+		if hasA != nil {
+			hasA[i] = b.HasAdvantage(i)
+			if !hasA[i] {
+				rw[i] = 0
+				continue
+			}
+		}
+		switch {
+		case reweighted != nil:
+			rw[i] = float32(reweighted[i])
+		case weight != nil:
+			rw[i] = float32(float64(weight[i]) * b.Advantage[i])
+		default:
+			rw[i] = float32(b.Advantage[i])
+		}
+	}
+	bitmap, nulls := newBitmap(mem, hasA)
+	if bitmap != nil {
+		defer bitmap.Release()
+	}
+	data := array.NewData(arrow.PrimitiveTypes.Float32, n, []*memory.Buffer{bitmap, values}, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
 }
 
 // tableColumn is one column of a table of row structs: get(row) for every row.

@@ -1,8 +1,10 @@
 package papoio
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -478,6 +480,48 @@ func OutputSchema(in *arrow.Schema) *arrow.Schema {
 	}
 	md := in.Metadata()
 	return arrow.NewSchema(fields, &md)
+}
+
+// NeedsPassthrough reports whether an output schema (OutputSchema, or SelectColumns of it) has
+// a column of the input: without one, BuildOutput needs no passthrough columns, only the row
+// count (a record of no columns).
+func NeedsPassthrough(out *arrow.Schema) bool {
+	for _, f := range out.Fields() {
+		if !slices.Contains(outputColumns, f.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// SelectColumns is the schema of the columns names of out (an output schema), in that order,
+// with out's metadata: the reply a client that asks for some columns gets. An unknown or
+// repeated name is an error that lists out's columns.
+func SelectColumns(out *arrow.Schema, names []string) (*arrow.Schema, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no columns named")
+	}
+	fields := make([]arrow.Field, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, name := range names {
+		idx := out.FieldIndices(name)
+		switch {
+		case name == "":
+			return nil, errors.New("an empty column name")
+		case seen[name]:
+			return nil, fmt.Errorf("column %q is named twice", name)
+		case len(idx) == 0:
+			avail := make([]string, out.NumFields())
+			for i, f := range out.Fields() {
+				avail[i] = f.Name
+			}
+			return nil, fmt.Errorf("column %q is not in the output; its columns are %s", name, strings.Join(avail, ", "))
+		}
+		seen[name] = true
+		fields = append(fields, out.Field(idx[0]))
+	}
+	md := out.Metadata()
+	return arrow.NewSchema(fields, &md), nil
 }
 
 // StepSummary is one row of the per-step summary table.

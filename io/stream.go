@@ -72,6 +72,19 @@ func (m *messageReader) Message() (*ipc.Message, error) {
 	if bodyLen > m.limit {
 		return nil, &errBufferLimit{size: bodyLen, limit: m.limit, streamBody: true}
 	}
+	if la, ok := m.mem.(*limitAllocator); ok {
+		if b := la.takePooled(int(bodyLen)); b != nil {
+			body := memory.NewBufferWithAllocator(b, la) // Release gives b back to the pool
+			defer body.Release()
+			if err := readBody(b, 0, int(bodyLen)); err != nil {
+				return nil, err
+			}
+			meta := memory.NewBufferBytes(metaBytes)
+			defer meta.Release()
+			m.msg = ipc.NewMessage(meta, body)
+			return m.msg, nil
+		}
+	}
 	body := memory.NewResizableBuffer(m.mem)
 	defer body.Release()
 	// The body grows with the bytes that arrive (bodyChunk, then doubling): a length that a

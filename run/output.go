@@ -66,6 +66,13 @@ func (o *Output) Rows(r *Rows) error {
 	return o.w.Write(rec)
 }
 
+// NeedsPassthrough reports whether the rows' passthrough columns are written: not when the
+// output names computed columns only (a reply of reweighted_advantage), and the run need not
+// copy them.
+func (o *Output) NeedsPassthrough() bool {
+	return o.stats != nil || (o.w != nil && papoio.NeedsPassthrough(o.schema))
+}
+
 // Step keeps the report.
 func (o *Output) Step(s *StepReport) error {
 	o.reports = append(o.reports, *s)

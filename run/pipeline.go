@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	papoio "github.com/entropy-polarity/papo/io"
@@ -47,7 +48,8 @@ type Config struct {
 // Sink call only.
 type Rows struct {
 	Step int64
-	// Passthrough holds the input columns except logits (papoio.Batch.Passthrough).
+	// Passthrough holds the input columns except logits (papoio.Batch.Passthrough); none, only
+	// the row count, for a Sink whose NeedsPassthrough is false.
 	Passthrough arrow.Record
 	// Batch holds the rows' scalar columns (its Logits are empty).
 	Batch  *polarity.Batch
@@ -74,6 +76,14 @@ type Sink interface {
 	Rows(r *Rows) error
 	Step(s *StepReport) error
 }
+
+// passthroughSink is a Sink that may not need the rows' passthrough columns (Rows.Passthrough
+// then has none, only the row count).
+type passthroughSink interface {
+	NeedsPassthrough() bool
+}
+
+var noColumns = arrow.NewSchema(nil, nil)
 
 // chunk is a run of rows of one batch that belong to the step being buffered.
 type chunk struct {
@@ -173,7 +183,12 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 		}
 		return fmt.Errorf("%s: batch %d: %s engine: %w", p.cfg.Name, b.Index, engine, err)
 	}
-	pass := b.Passthrough(p.cfg.Mem)
+	var pass arrow.Record
+	if ps, ok := p.sink.(passthroughSink); !ok || ps.NeedsPassthrough() {
+		pass = b.Passthrough(p.cfg.Mem)
+	} else {
+		pass = array.NewRecord(noColumns, nil, int64(n)) // the row count only
+	}
 	defer pass.Release()
 	err := stepRuns(b.Step, n, func(step int64, lo, hi int) error {
 		if !p.haveStep || step != p.cur {
@@ -317,33 +332,42 @@ func (p *Pipeline) flush(ctx context.Context) error {
 func (p *Pipeline) stepTokens() *papo.StepTokens {
 	clip := p.cfg.Params.Clip()
 	t := &papo.StepTokens{Step: p.cur, Clip: &clip}
-	hasOld := false
+	hasOld, n := false, 0
 	for _, c := range p.chunks {
 		hasOld = hasOld || c.batch.OldLogprob != nil
+		n += c.batch.Rows()
 	}
+	t.Advantage, t.HasAdvantage, t.Trained = make([]float64, n), make([]bool, n), make([]bool, n)
+	t.Entropy, t.Logprob = make([]float32, 0, n), make([]float32, 0, n)
+	t.Polarity, t.PredictedDeltaH = make([]float32, 0, n), make([]float32, 0, n)
+	if hasOld {
+		t.OldLogprob, t.HasOldLogprob = make([]float32, n), make([]bool, n)
+	}
+	off := 0
 	for _, c := range p.chunks {
 		b, r := &c.batch, &c.res
-		for i := range b.Rows() {
-			a := 0.0
-			if b.Advantage != nil {
-				a = b.Advantage[i]
-			}
-			t.Advantage = append(t.Advantage, a)
-			t.HasAdvantage = append(t.HasAdvantage, b.HasAdvantage(i))
-			t.Trained = append(t.Trained, b.Trained(i))
-			if hasOld {
+		rows := b.Rows()
+		if b.Advantage != nil {
+			copy(t.Advantage[off:], b.Advantage)
+		}
+		for i := range rows {
+			t.HasAdvantage[off+i] = b.HasAdvantage(i)
+			t.Trained[off+i] = b.Trained(i)
+		}
+		if hasOld {
+			for i := range rows {
 				old := float32(math.NaN())
 				if b.HasOldLogprob(i) {
 					old = b.OldLogprob[i]
 				}
-				t.OldLogprob = append(t.OldLogprob, old)
-				t.HasOldLogprob = append(t.HasOldLogprob, b.HasOldLogprob(i))
+				t.OldLogprob[off+i], t.HasOldLogprob[off+i] = old, b.HasOldLogprob(i)
 			}
 		}
 		t.Entropy = append(t.Entropy, r.Entropy...)
 		t.Logprob = append(t.Logprob, r.Logprob...)
 		t.Polarity = append(t.Polarity, r.Polarity...)
 		t.PredictedDeltaH = append(t.PredictedDeltaH, r.PredictedDeltaH...)
+		off += rows
 	}
 	return t
 }

@@ -26,6 +26,7 @@ const (
 	KeyResetState      = "papo.reset_state"      // "true": start the run afresh
 	KeyRollbackTo      = "papo.rollback_to"      // rollback: the first step to forget
 	KeyGlobalStats     = "papo.global_stats"     // reweight: JSON array of the steps' global partials rows
+	KeyColumns         = "papo.columns"          // analyze, reweight: the reply's columns, comma-separated (default all)
 )
 
 // Reply status metadata keys: schema metadata of the status stream that ends every reply.
@@ -107,6 +108,7 @@ type request struct {
 	reset      bool
 	rollbackTo int64
 	global     map[int64]papo.StepPartials // papo.global_stats
+	columns    []string                    // papo.columns; nil: the whole reply
 }
 
 // needsContract reports whether a request stream's schema must follow the input contract: all
@@ -194,6 +196,14 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 		}
 		req.global = run.GlobalPartials(rows)
 	}
+	if v, ok := get(KeyColumns); ok {
+		if req.kind != Analyze && req.kind != Reweight {
+			return req, errorf(KindRequest, "%s belongs to an analyze or reweight request (a %s reply has its own columns)", KeyColumns, req.kind)
+		}
+		for _, name := range strings.Split(v, ",") {
+			req.columns = append(req.columns, strings.TrimSpace(name))
+		}
+	}
 	if req.kind == Analyze {
 		req.config.Method = papo.MethodNone
 	}
@@ -215,7 +225,7 @@ func parseRequest(md arrow.Metadata, defaults papo.Config, token string) (*reque
 }
 
 // requestKeys are the metadata keys that a reply does not echo (the token above all).
-var requestKeys = []string{KeyRequest, KeyToken, KeyMethod, KeyConfig, KeyNaturalGradient, KeyResetState, KeyRollbackTo, KeyGlobalStats}
+var requestKeys = []string{KeyRequest, KeyToken, KeyMethod, KeyConfig, KeyNaturalGradient, KeyResetState, KeyRollbackTo, KeyGlobalStats, KeyColumns}
 
 // replySchema is the output schema of a request's input schema, without the request keys.
 func replySchema(in *arrow.Schema) *arrow.Schema {

@@ -322,6 +322,16 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	if stats {
 		schema = papoio.PartialsSchema() // the reply is the rank's partials table
 	}
+	if req.columns != nil {
+		sel, err := papoio.SelectColumns(schema, req.columns)
+		if err != nil {
+			o.err = errorf(KindRequest, "%s %q: %v", KeyColumns, strings.Join(req.columns, ","), err)
+			s.emptyData(q)
+			o.consumed = drain(rd)
+			return
+		}
+		schema = sel
+	}
 	w, err := papoio.NewWriter(q, "reply", papoio.FormatIPCStream, schema, s.cfg.Mem)
 	if err != nil {
 		o.err = &requestError{kind: KindInternal, err: err}

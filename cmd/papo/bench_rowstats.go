@@ -3,105 +3,398 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
-	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/serve"
 )
 
-// benchRowStats is `papo bench --row-stats`: the same tokens sent to a papo serve on a unix
-// socket once as logits and once as row statistics, end to end (client write, server read and
-// compute, reply read), best of reps.
-func benchRowStats(env *environment, engine polarity.Engine, v, rows, reps int) error {
+// rowStatsBatchRows is the request's rows per record batch: about the 16 MiB batches the Python
+// client sends (papo_client.protocol.BATCH_BYTES) at the 92 bytes a row-statistics row takes.
+const rowStatsBatchRows = 1 << 17
+
+// rowStatsSmall is the token count of the round-trip rows.
+const rowStatsSmall = 256
+
+// benchRowStats is `papo bench --row-stats`: row-statistics requests to a papo serve child
+// process on a unix socket, end to end (the request written, the reply read to its status), on
+// one connection as a trainer keeps it: the whole reply and the reweighted advantage alone
+// (papo.columns), analyze and reweight, a 256-token round trip, the logits request of the same
+// tokens for comparison, and the server's peak resident memory.
+func benchRowStats(env *environment, device string, v, rows, reps int) error {
 	dir, err := os.MkdirTemp("", "papo-bench-*")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	logits, stats := filepath.Join(dir, "logits.arrows"), filepath.Join(dir, "stats.arrows")
-	var sink bytes.Buffer
-	quiet := &environment{stdout: &sink, stderr: &sink}
-	if err := runGen(quiet, []string{"-o", logits, "--vocab", strconv.Itoa(v), "--tokens", strconv.Itoa(rows), "--steps", "1"}); err != nil {
-		return fmt.Errorf("generating the tokens: %w", err)
-	}
-	if err := runAnalyze(quiet, []string{logits, "--row-stats", stats, "--device", "cpu", "--quiet"}, "analyze"); err != nil {
-		return fmt.Errorf("row statistics: %w", err)
-	}
-	srv, err := serve.New(serve.Config{Engine: engine, MaxBatchBytes: 16 << 30})
+	logitRows := min(rows, 1<<18)
+	stats, err := rowStatsFile(dir, v, rows)
 	if err != nil {
 		return err
 	}
-	sock := filepath.Join(dir, "papo.sock")
-	l, err := serve.Listen(serve.Address{Network: "unix", Addr: sock}, false)
+	srv, err := startServer(dir, device)
 	if err != nil {
 		return err
 	}
-	go srv.Serve(l)
-	defer srv.Close()
+	defer srv.stop()
+	c, err := net.Dial("unix", srv.sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	conn := &benchConn{c: c, br: bufio.NewReaderSize(c, 1<<16)}
 
-	fmt.Fprintf(env.stdout, "papo bench --row-stats, %s, %s, engine %s, V = %d, %d tokens, over a unix socket\n\n",
-		time.Now().UTC().Format("2006-01-02"), cpuModel(), engine.Name(), v, rows)
-	fmt.Fprintln(env.stdout, "| request | bytes sent | seconds (best) | tokens/s |")
-	fmt.Fprintln(env.stdout, "|---|---|---|---|")
-	var times [2]time.Duration
-	for k, path := range []string{logits, stats} {
-		req, err := os.ReadFile(path)
+	fmt.Fprintf(env.stdout, "papo bench --row-stats, %s, %s, papo serve --device %s (engine %s), a child process on a unix socket, one connection\n\n",
+		time.Now().UTC().Format("2006-01-02"), cpuModel(), device, srv.engine)
+	fmt.Fprintln(env.stdout, "| request | tokens | reply columns | bytes sent | bytes received | seconds (best of "+strconv.Itoa(reps)+") | tokens/s | server peak RSS |")
+	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|---|---|")
+	type variant struct {
+		kind    string
+		columns string // "" the whole reply
+	}
+	nSmall := min(rowStatsSmall, rows)
+	small, err := requestBytes(stats, nSmall, serve.Analyze, serve.KeyColumns, "reweighted_advantage")
+	if err != nil {
+		return err
+	}
+	if _, _, err := conn.request(small); err != nil { // a first request: the server's start-up done
+		return fmt.Errorf("warm-up request: %w", err)
+	}
+	idle, _ := srv.peakRSS()
+	var columnsReq []byte
+	for _, vt := range []variant{{serve.Analyze, ""}, {serve.Analyze, "reweighted_advantage"}, {serve.Reweight, "reweighted_advantage"}} {
+		md := []string{serve.KeyRunID, "bench"}
+		if vt.kind == serve.Reweight {
+			md = append(md, serve.KeyResetState, "true") // the same step each time: a fresh run
+		}
+		if vt.columns != "" {
+			md = append(md, serve.KeyColumns, vt.columns)
+		}
+		req, err := requestBytes(stats, rows, vt.kind, md...)
 		if err != nil {
 			return err
 		}
-		best := time.Duration(0)
-		for range reps {
-			d, err := timeRequest(sock, req)
-			if err != nil {
-				return fmt.Errorf("%s request: %w", filepath.Base(path), err)
-			}
-			if best == 0 || d < best {
-				best = d
+		srv.resetPeak()
+		best, got, err := conn.best(req, reps)
+		if err != nil {
+			return fmt.Errorf("%s request: %w", vt.kind, err)
+		}
+		cols := vt.columns
+		if cols == "" {
+			cols = "all"
+		} else {
+			columnsReq = req
+		}
+		fmt.Fprintf(env.stdout, "| %s, row statistics | %d | %s | %d | %d | %.4f | %.0f | %s |\n", vt.kind, rows, cols, len(req), got,
+			best.Seconds(), float64(rows)/best.Seconds(), srv.peakText())
+	}
+
+	// The round trip of a small request, the way a trainer sends its micro-batches.
+	for _, kind := range []string{serve.Analyze, serve.Reweight} {
+		md := []string{serve.KeyRunID, "bench-small", serve.KeyColumns, "reweighted_advantage"}
+		if kind == serve.Reweight {
+			md = append(md, serve.KeyResetState, "true")
+		}
+		req, err := requestBytes(stats, nSmall, kind, md...)
+		if err != nil {
+			return err
+		}
+		n := max(50, 20*reps)
+		times := make([]time.Duration, n)
+		for i := range times {
+			if times[i], _, err = conn.request(req); err != nil {
+				return fmt.Errorf("%d-token %s request: %w", nSmall, kind, err)
 			}
 		}
-		times[k] = best
-		fmt.Fprintf(env.stdout, "| %s | %d | %.4f | %.0f |\n", []string{"logits", "row statistics"}[k], len(req),
-			best.Seconds(), float64(rows)/best.Seconds())
+		slices.Sort(times)
+		fmt.Fprintf(env.stdout, "| %s, row statistics, round trip | %d | reweighted_advantage | %d | | median %.3f ms, p90 %.3f ms (%d requests) | %.0f | |\n",
+			kind, nSmall, len(req), ms(times[n/2]), ms(times[n*9/10]), n, float64(nSmall)/times[n/2].Seconds())
 	}
-	fmt.Fprintf(env.stdout, "\nrow statistics are %.0f× faster end to end than logits for the same %d tokens\n",
-		times[0].Seconds()/times[1].Seconds(), rows)
+
+	// The logits of the same tokens, for comparison.
+	logits, err := requestBytes(filepath.Join(dir, "logits.arrows"), logitRows, serve.Analyze)
+	if err != nil {
+		return err
+	}
+	srv.resetPeak()
+	best, got, err := conn.best(logits, reps)
+	if err != nil {
+		return fmt.Errorf("logits request: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "| analyze, logits (V = %d) | %d | all | %d | %d | %.4f | %.0f | %s |\n", v, logitRows, len(logits), got,
+		best.Seconds(), float64(logitRows)/best.Seconds(), srv.peakText())
+
+	// The limit: the same bytes through a unix socket to a reader that drops them.
+	alone, err := socketAlone(dir, columnsReq, reps)
+	if err != nil {
+		return fmt.Errorf("socket alone: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "| socket alone, the row-statistics request's bytes | %d | none | %d | 0 | %.4f | %.0f | |\n", rows, len(columnsReq),
+		alone.Seconds(), float64(rows)/alone.Seconds())
+	fmt.Fprintf(env.stdout, "\nserver peak resident memory after the first small request: %.0f MiB; the peak RSS column is each row's, over that\n",
+		float64(idle)/(1<<20))
 	return nil
 }
 
-// timeRequest sends one request on a new connection and reads its reply to the end.
-func timeRequest(sock string, req []byte) (time.Duration, error) {
-	start := time.Now()
-	c, err := net.Dial("unix", sock)
+// socketAlone is the shortest of reps transfers of req through a unix socket (this process's
+// goroutines: a write, and reads of 64 KiB that drop the bytes).
+func socketAlone(dir string, req []byte, reps int) (time.Duration, error) {
+	sock := filepath.Join(dir, "alone.sock")
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
-	go c.Write(req)
-	br := bufio.NewReaderSize(c, 1<<16)
-	for i := range 2 {
-		r, err := ipc.NewReader(br)
+	defer l.Close()
+	var best time.Duration
+	for range reps {
+		done := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, make([]byte, 1<<16))
+				c.Close()
+			}
+			done <- err
+		}()
+		c, err := net.Dial("unix", sock)
 		if err != nil {
 			return 0, err
+		}
+		start := time.Now()
+		_, werr := c.Write(req)
+		c.Close()
+		if err := cmp.Or(werr, <-done); err != nil {
+			return 0, err
+		}
+		if d := time.Since(start); best == 0 || d < best {
+			best = d
+		}
+	}
+	return best, nil
+}
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
+// rowStatsFile writes rows tokens of logits (V = v, papo gen) and their row statistics (papo
+// analyze --row-stats), in batches of rowStatsBatchRows rows; it returns the statistics' path.
+func rowStatsFile(dir string, v, rows int) (string, error) {
+	logits, stats := filepath.Join(dir, "logits.arrows"), filepath.Join(dir, "stats.arrows")
+	var sink bytes.Buffer
+	quiet := &environment{stdout: &sink, stderr: &sink}
+	if err := runGen(quiet, []string{"-o", logits, "--vocab", strconv.Itoa(v), "--tokens", strconv.Itoa(rows), "--steps", "1",
+		"--batch", strconv.Itoa(rowStatsBatchRows)}); err != nil {
+		return "", fmt.Errorf("generating the tokens: %w", err)
+	}
+	if err := runAnalyze(quiet, []string{logits, "--row-stats", stats, "--device", "cpu", "--quiet"}, "analyze"); err != nil {
+		return "", fmt.Errorf("row statistics: %w", err)
+	}
+	return stats, nil
+}
+
+// requestBytes is an IPC stream of the first rows rows of the stream file path, with
+// papo.request kind and the key-value pairs kv added to its schema metadata.
+func requestBytes(path string, rows int, kind string, kv ...string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := ipc.NewReader(bufio.NewReader(f))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer r.Release()
+	md := r.Schema().Metadata()
+	keys, values := append(md.Keys(), serve.KeyRequest), append(md.Values(), kind)
+	for i := 0; i+1 < len(kv); i += 2 {
+		keys, values = append(keys, kv[i]), append(values, kv[i+1])
+	}
+	withMD := arrow.NewMetadata(keys, values)
+	schema := arrow.NewSchema(r.Schema().Fields(), &withMD)
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
+	for left := int64(rows); left > 0 && r.Next(); {
+		rec := r.RecordBatch()
+		if rec.NumRows() > left {
+			rec = rec.NewSlice(0, left)
+			defer rec.Release()
+		}
+		left -= rec.NumRows()
+		if err := w.Write(rec); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// benchConn is a connection to papo serve carrying one request after another.
+type benchConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// best is the shortest of reps requests and the bytes of its reply.
+func (b *benchConn) best(req []byte, reps int) (time.Duration, int64, error) {
+	var best time.Duration
+	var got int64
+	for range reps {
+		d, n, err := b.request(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		if best == 0 || d < best {
+			best, got = d, n
+		}
+	}
+	return best, got, nil
+}
+
+// request sends one request and reads its reply (data and status streams) to the end: its
+// time from the first byte written to the last read, and the reply's bytes.
+func (b *benchConn) request(req []byte) (time.Duration, int64, error) {
+	start := time.Now()
+	werr := make(chan error, 1)
+	go func() { _, err := b.c.Write(req); werr <- err }()
+	counted := &countReader{r: b.br}
+	var status arrow.Metadata
+	for i := range 2 {
+		r, err := ipc.NewReader(counted)
+		if err != nil {
+			return 0, 0, err
 		}
 		for r.Next() {
 		}
 		if err := r.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		if i == 1 {
-			if st, _ := r.Schema().Metadata().GetValue(serve.KeyStatus); st != "ok" {
-				msg, _ := r.Schema().Metadata().GetValue(serve.KeyError)
-				return 0, fmt.Errorf("papo serve: %s", msg)
-			}
-		}
+		status = r.Schema().Metadata()
 		r.Release()
+		_ = i
 	}
-	return time.Since(start), nil
+	d := time.Since(start)
+	if err := <-werr; err != nil {
+		return 0, 0, err
+	}
+	if st, _ := status.GetValue(serve.KeyStatus); st != "ok" {
+		msg, _ := status.GetValue(serve.KeyError)
+		return 0, 0, fmt.Errorf("papo serve: %s", msg)
+	}
+	return d, counted.n, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// benchServer is a papo serve child process.
+type benchServer struct {
+	cmd    *exec.Cmd
+	sock   string
+	engine string
+}
+
+// startServer starts this program as papo serve on a unix socket in dir and waits for its
+// "listening" line; the rest of its standard error goes to this program's.
+func startServer(dir, device string) (*benchServer, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	s := &benchServer{sock: filepath.Join(dir, "papo.sock")}
+	s.cmd = exec.Command(self, "serve", "--listen", "unix://"+s.sock, "--device", device, "--state-dir", filepath.Join(dir, "state"),
+		"--max-batch-bytes", strconv.Itoa(16<<30), "--log-level", "warn")
+	if prof := os.Getenv("PAPO_SERVE_CPUPROFILE"); prof != "" { // the server's CPU profile, for go tool pprof
+		s.cmd.Env = append(os.Environ(), "PAPO_CPUPROFILE="+prof)
+	}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting papo serve: %w", err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var said []string
+	for sc.Scan() {
+		line := sc.Text()
+		if _, rest, ok := strings.Cut(line, "papo serve: listening on "); ok {
+			s.engine = "?"
+			if _, e, ok := strings.Cut(rest, "; engine "); ok {
+				s.engine, _, _ = strings.Cut(e, ";")
+			}
+			go io.Copy(os.Stderr, stderr)
+			return s, nil
+		}
+		said = append(said, line)
+	}
+	s.stop()
+	return nil, fmt.Errorf("papo serve did not start: %s", strings.Join(said, "; "))
+}
+
+// peakRSS is the server's peak resident set since the last resetPeak (VmHWM of
+// /proc/PID/status, Linux).
+func (s *benchServer) peakRSS() (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/PID/status")
+}
+
+// resetPeak sets the peak resident set back to the present one (clear_refs 5, Linux).
+func (s *benchServer) resetPeak() {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0)
+}
+
+// peakText is peakRSS in MiB, or why it is not known.
+func (s *benchServer) peakText() string {
+	p, err := s.peakRSS()
+	if err != nil {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(p)/(1<<20))
+}
+
+func (s *benchServer) stop() {
+	s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
 }

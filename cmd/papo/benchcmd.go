@@ -27,7 +27,7 @@ func runBench(env *environment, args []string) error {
 	python := fs.String("python", "", "--peers: the Python with torch and numpy (default: $PAPO_PYTHON, python3, /usr/bin/python3)")
 	record := fs.String("record", "bench/RESULTS.md", "--peers: the Markdown file to append the run's rows to (\"\": none)")
 	e2eTokens := fs.Int("e2e-tokens", 1024, "--peers: tokens of the end-to-end IPC file, in one record batch (1024 at V = 151,936 is 622 MB)")
-	rowStats := fs.Bool("row-stats", false, "time a row-statistics request against a logits request of the same tokens, end to end over a papo serve socket")
+	rowStats := fs.Bool("row-stats", false, "row-statistics requests (--tokens, default 4,194,304) end to end to a papo serve child on a unix socket: the whole reply, papo.columns=reweighted_advantage, reweight, a 256-token round trip, the server's peak memory, and a logits request (--vocab, default 64) for comparison")
 	positional, err := parseFlags(fs, args, env.stderr)
 	if err != nil {
 		return err
@@ -66,14 +66,23 @@ func runBench(env *environment, args []string) error {
 		return runBenchPeers(context.Background(), env, peersConfig{vocabs: vocabs, rows: *rows, e2eTokens: *e2eTokens, dtypes: kinds,
 			threads: n, reps: *reps, bwBytes: *bwMiB << 20, python: *python, record: *record, recordSet: recordSet})
 	}
+	if *rowStats {
+		// A trainer's step, not an engine's batch: 4M tokens; V only shapes the logits request.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["tokens"] {
+			*rows = 1 << 22
+		}
+		if !set["vocab"] {
+			*v = 64
+		}
+		return benchRowStats(env, *device, *v, *rows, *reps)
+	}
 	engine, err := selectEngine(env, *device, *threads, append([]string{"bench"}, args...))
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
-	if *rowStats {
-		return benchRowStats(env, engine, *v, *rows, *reps)
-	}
 
 	bw := bench.ReadBandwidth(n, *bwMiB<<20, 3)
 	host, _ := os.Hostname()

@@ -39,6 +39,8 @@ def sent(table: pa.Table, reply: pa.Table) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_trains_with_papo_advantages(server: Server, tmp_path: Path) -> None:
     trainer = trl_common.trainer(server.address, str(tmp_path / "out"), run_id="trl")
+    # the statistics too, to check them (the plugin's default reply is reweighted_advantage alone)
+    trainer.papo_request["columns"] = ("reweighted_advantage", "entropy", "logprob", "weight")
     trainer.train()
     assert len(trainer.replies) == 3 and len(trainer.losses) == 3
     assert [r.status["papo.last_step"] for r in trainer.replies] == ["0", "1", "2"]
@@ -72,7 +74,8 @@ def test_resume_rolls_back_and_gives_the_same_weights(server: Server, tmp_path: 
     assert [r.status["papo.last_step"] for r in again.replies] == ["1", "2"]
     for a, b, t1, t2 in zip(first.replies[1:], again.replies, first.tables[1:], again.tables, strict=True):
         assert t2.equals(t1)  # the same tokens and statistics after the resume
-        assert b.data["weight"].equals(a.data["weight"])
+        # the plugin asks for the one column it uses (papo.columns)
+        assert a.data.column_names == b.data.column_names == ["reweighted_advantage"]
         assert b.data["reweighted_advantage"].equals(a.data["reweighted_advantage"])
 
 
@@ -103,7 +106,8 @@ def test_two_processes_equal_one(server: Server, tmp_path: Path) -> None:
             ranks = [read_arrow(tmp_path / f"rank{r}-step{k}-reply.arrow") for r in range(2)]
             one = c.reweight(pa.concat_tables(tables), run_id="one", **trl_common.REQUEST).data
             got = pa.concat_tables(ranks)
-            for col in ("weight", "reweighted_advantage"):
+            assert got.column_names == ["reweighted_advantage"]  # the plugin's reply (papo.columns)
+            for col in ("reweighted_advantage",):
                 want, have = one[col].to_numpy(), got[col].to_numpy()
                 assert want.shape == have.shape
                 assert abs(want - have).max() <= 1e-6, (k, col)

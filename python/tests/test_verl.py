@@ -127,6 +127,7 @@ def test_driver_reweight_equals_papo_reweight(server: Server, papo_bin: str, tmp
                 data, c, run_id="verl", step=step, temperature=TAU, config=CONFIG
             )
         assert reply.status["papo.last_step"] == str(step)
+        assert reply.data.column_names == ["reweighted_advantage"]  # papo.columns: what the driver uses
         new = data.batch["advantages"]
         if step == 0:
             assert (~mask).any()  # the seed samples <eos> early: masked tokens to check

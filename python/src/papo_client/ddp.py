@@ -25,9 +25,9 @@ import torch.distributed as dist
 
 from .protocol import Reply, Requests
 
-# The reply columns a trainer needs. None: the whole reply (a server without papo.columns,
-# issue 23); ("reweighted_advantage",) once the server has papo.columns.
-REPLY_COLUMNS: tuple[str, ...] | None = None
+# The reply columns a trainer needs (papo.columns, docs/PROTOCOL.md): 4 bytes a token back
+# instead of the whole reply. ``columns=None`` in a request's keywords asks for the whole reply.
+REPLY_COLUMNS: tuple[str, ...] = ("reweighted_advantage",)
 
 
 def distributed(group: dist.ProcessGroup | None = None) -> bool:
@@ -82,8 +82,10 @@ def reweight(
     """Reweights this rank's token rows for run_id: with more than one rank in group, a
     ``stats`` request, :func:`global_stats`, then ``reweight`` with the global partials (every
     rank's weights are those one process would compute over all ranks' tokens); with one rank,
-    a plain ``reweight``. kwargs are the request's keywords (``config=``, ``method=``, ...)."""
+    a plain ``reweight``. kwargs are the request's keywords (``config=``, ``method=``, ...); the
+    reply holds :data:`REPLY_COLUMNS` unless they name ``columns`` (None: the whole reply)."""
+    columns = kwargs.pop("columns", REPLY_COLUMNS)
     if distributed(group):
         partials = client.stats(table, **kwargs).data
         kwargs = {**kwargs, "global_stats": global_stats(partials, group)}
-    return client.reweight(table, run_id=run_id, columns=REPLY_COLUMNS, **kwargs)
+    return client.reweight(table, run_id=run_id, columns=columns, **kwargs)
