@@ -47,7 +47,7 @@ func (r *Reader) rowErrors(idx int, first int64) func(col string, row int, forma
 func (r *Reader) makeBatch(rec arrow.Record, idx int) (*Batch, error) {
 	lay := r.lay
 	n := int(rec.NumRows())
-	b := &Batch{Index: idx, FirstRow: r.rows, Record: rec, file: r.name, lay: lay}
+	b := &Batch{Index: idx, FirstRow: r.rows, Record: rec, file: r.name, lay: lay, mapped: r.mapped}
 	if err := r.checkColumns(rec, idx); err != nil {
 		return nil, err
 	}

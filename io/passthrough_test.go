@@ -2,9 +2,12 @@ package papoio
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/entropy-polarity/papo/polarity"
@@ -52,5 +55,49 @@ func TestPassthroughDoesNotPinLogits(t *testing.T) {
 		}
 		readMem.AssertSize(t, 0)
 		keepMem.AssertSize(t, 0)
+	}
+}
+
+// TestPassthroughMappedShares: the batches of a memory-mapped IPC file share their
+// passthrough columns (no allocation from mem, the same buffers), and their values are the
+// input's.
+func TestPassthroughMappedShares(t *testing.T) {
+	const v, rows = 64, 100
+	build := memory.NewGoAllocator()
+	cols := testColumns(polarity.Float32, v, rows, 0)
+	schema := InputSchema(v, polarity.Float32, cols, nil)
+	recs := buildBatches(t, build, schema, polarity.Float32, v, []int{rows / 2, rows / 2}, nil)
+	defer releaseRecords(recs)
+	path := filepath.Join(t.TempDir(), "in.arrow")
+	if err := os.WriteFile(path, encodeIPC(t, false, schema, recs...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path, memory.NewGoAllocator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Mapped() {
+		t.Skip("the file is not memory-mapped here")
+	}
+	keepMem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	for k := 0; r.Next(); k++ {
+		b := r.Batch()
+		pass := b.Passthrough(keepMem)
+		if keepMem.CurrentAlloc() != 0 {
+			t.Fatalf("batch %d: Passthrough of a mapped file allocated %d bytes", k, keepMem.CurrentAlloc())
+		}
+		tok := pass.Column(int(pass.Schema().FieldIndices(ColTokenID)[0]))
+		in := b.Record.Column(b.Record.Schema().FieldIndices(ColTokenID)[0])
+		if tok.Data().Buffers()[1] != in.Data().Buffers()[1] || !array.Equal(tok, in) {
+			t.Errorf("batch %d: token_id is not the input's column, shared", k)
+		}
+		if pass.NumCols() != b.Record.NumCols()-1 {
+			t.Errorf("batch %d: %d passthrough columns of %d", k, pass.NumCols(), b.Record.NumCols())
+		}
+		pass.Release()
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
 	}
 }

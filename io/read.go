@@ -56,8 +56,9 @@ type Batch struct {
 	Input polarity.Batch
 	Step  []int64 // nil when there is no step column
 
-	file string
-	lay  *layout
+	file   string
+	lay    *layout
+	mapped bool // Record is a view of the Reader's memory map
 }
 
 // Mapped reports whether the input is an IPC file read through a memory map (no copies).
