@@ -150,7 +150,14 @@ func newWriter(out io.Writer, name string, format Format, schema *arrow.Schema, 
 	}
 	w := &Writer{path: name, format: format, schema: schema, flushEach: flushEach}
 	w.sink = &sink{w: out}
-	w.buf = bufio.NewWriterSize(w.sink, 1<<20)
+	// A file gets 1 MiB of buffer. A socket or pipe writer is flushed after every record, so a
+	// larger buffer only costs its allocation (1 MiB cleared for every writer: 9 % of papo
+	// serve's CPU on 256-token requests, which open two); larger writes bypass it anyway.
+	size := 1 << 20
+	if flushEach {
+		size = 64 << 10
+	}
+	w.buf = bufio.NewWriterSize(w.sink, size)
 	err := guard(func() error {
 		var err error
 		w.enc, err = newRecordWriter(format, w.buf, schema, mem, opt)
