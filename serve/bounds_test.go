@@ -121,24 +121,33 @@ func TestMetricsBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	families, err := m.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	series := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "papo_requests_total" {
-			continue
-		}
-		for _, s := range f.GetMetric() {
-			var labels []string
-			for _, l := range s.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			series[strings.Join(labels, ",")] = s.GetCounter().GetValue()
-		}
-	}
+	// The server counts a request after its reply has reached the connection, so the client
+	// may read the last reply first: wait for the count.
 	want := map[string]float64{"kind=invalid,status=error": 3, "kind=analyze,status=ok": 1}
+	var series map[string]float64
+	for try := 0; try < 200; try++ {
+		families, err := m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		series = map[string]float64{}
+		for _, f := range families {
+			if f.GetName() != "papo_requests_total" {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				var labels []string
+				for _, l := range s.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				series[strings.Join(labels, ",")] = s.GetCounter().GetValue()
+			}
+		}
+		if maps.Equal(series, want) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !maps.Equal(series, want) {
 		t.Fatalf("request series %v after 3 invented kinds and an analyze; want %v", series, want)
 	}
