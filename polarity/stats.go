@@ -56,21 +56,107 @@ func ComputeStats(ctx context.Context, b *Batch, p Params, out *Result) error {
 // statsPieceRows is the fewest rows ComputeStats gives a goroutine (~0.5 ms of work).
 const statsPieceRows = 1 << 14
 
-// statsRows is ComputeStats on rows [lo, hi).
+// statsRows is ComputeStats on rows [lo, hi): statsRun over the rows that need nothing
+// special, rowFromStats (the general path, and the errors) for each row that statsRun stops at.
 func statsRows(ctx context.Context, b *Batch, p Params, out *Result, lo, hi int) error {
-	for i := lo; i < hi; i++ {
-		if (i-lo)%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		o, err := rowFromStats(b, i, p)
-		if err != nil {
+	for i := lo; i < hi; {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		o.Store(out, i)
+		end := min(hi, i+4096)
+		for i < end {
+			i = statsRun(b, p, out, i, end)
+			if i == end {
+				break
+			}
+			o, err := rowFromStats(b, i, p)
+			if err != nil {
+				return err
+			}
+			o.Store(out, i)
+			i++
+		}
 	}
 	return nil
+}
+
+// statsRun is rowFromStats and Finish on rows [lo, hi) with the same operations in the same
+// order (so the same numbers bit for bit), written as one loop without per-row calls: it stops
+// at the first row that is not plain — statistics outside their domain, u_a = −Inf or above
+// the maximum, an advantage or a needed old log-probability that is not finite — and returns
+// its index (hi when there is none), for rowFromStats to give its outputs or its error.
+func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
+	st := b.Stats
+	mx, rs, v1, v2, v3, sa := st.Max[lo:hi], st.SumExpRest[lo:hi], st.SumExpV[lo:hi], st.SumExp2[lo:hi], st.SumExp2V[lo:hi], st.Sampled[lo:hi]
+	adv, advValid, mask := b.Advantage, b.AdvantageValid, b.Mask
+	old, oldValid := b.OldLogprob, b.OldLogprobValid
+	natural, clip := p.NaturalGradient, p.Clip()
+	scale := p.LR / (p.Temperature * p.Temperature)
+	finite := func(x float64) bool { return x-x == 0 }
+	for k := range mx {
+		i := lo + k
+		m, rest, s1, s2, s3, ua := mx[k], rs[k], v1[k], v2[k], v3[k], sa[k]
+		am := math.Abs(m)
+		if am < 1 {
+			am = 1
+		}
+		if !finite(m) || !finite(rest) || rest < 0 || !finite(s1) || s1 > 0 || !finite(s2) || s2 <= 0 ||
+			!finite(s3) || s3 > 0 || !finite(ua) || ua > m+1e-6*am {
+			return i
+		}
+		// Sums.Finalize
+		s0 := 1 + rest
+		logS0 := math.Log1p(rest)
+		shift := s1 / s0
+		h := logS0 - shift
+		c := (s3 - shift*s2) / (s0 * s0)
+		// RowStats.Sampled
+		va := ua - m
+		logpi := va - logS0
+		sampled := math.Exp(logpi) * (va - shift)
+		// Finish
+		var t float64
+		if natural {
+			t = -(logpi + h)
+		} else {
+			t = c - sampled
+		}
+		var pol, dh float64
+		valid := adv != nil && (advValid == nil || advValid[i])
+		if valid {
+			a := adv[i]
+			if !finite(a) {
+				return i
+			}
+			if a != 0 {
+				pol = a * t
+			}
+			if (mask == nil || mask[i]) && pol != 0 {
+				ratio := 1.0
+				clipped := false
+				if old != nil && (oldValid == nil || oldValid[i]) {
+					o := float64(old[i])
+					if !finite(o) {
+						return i
+					}
+					ratio = math.Exp(logpi - o)
+					clipped = clip.Clipped(a, ratio)
+				}
+				if !clipped {
+					dh = scale * ratio * pol
+				}
+			}
+		}
+		out.Entropy[i] = float32(h)
+		out.Logprob[i] = float32(logpi)
+		out.SampledTerm[i] = float32(sampled)
+		out.Correction[i] = float32(c)
+		out.PolarityFactor[i] = float32(t)
+		out.Polarity[i] = float32(pol)
+		out.PolarityValid[i] = valid
+		out.PredictedDeltaH[i] = float32(dh)
+	}
+	return hi
 }
 
 // StatsEngine is an Engine that can also give the row statistics of a logits batch in its pass

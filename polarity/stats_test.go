@@ -89,3 +89,95 @@ func TestComputeStatsPieces(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// TestStatsRunBitForBit: ComputeStats (statsRun's loop, falling back to rowFromStats) gives,
+// bit for bit, what rowFromStats and Finish give row by row, on rows that take every branch of
+// Finish (no advantage, A = 0, masked, old log-probability absent, null, clipping or not,
+// natural gradient) and rows statsRun leaves to rowFromStats (u_a = −Inf, a bad row's error).
+func TestStatsRunBitForBit(t *testing.T) {
+	const n = 5000
+	base := statsBatch(t, n)
+	rng := rand.New(rand.NewPCG(9, 4))
+	b := &Batch{TokenID: base.TokenID, Stats: base.Stats, Advantage: make([]float64, n), AdvantageValid: make([]bool, n),
+		OldLogprob: make([]float32, n), OldLogprobValid: make([]bool, n), Mask: make([]bool, n)}
+	for i := range n {
+		b.Advantage[i] = base.Advantage[i]
+		if rng.IntN(10) == 0 {
+			b.Advantage[i] = 0
+		}
+		b.AdvantageValid[i] = rng.IntN(8) != 0
+		b.Mask[i] = rng.IntN(6) != 0
+		b.OldLogprobValid[i] = rng.IntN(5) != 0
+		b.OldLogprob[i] = float32(-rng.ExpFloat64() * 2)
+		if i%97 == 0 {
+			b.Stats.Sampled[i] = math.Inf(-1) // a token of probability 0: rowFromStats' row
+		}
+	}
+	clipped := DefaultParams()
+	clipped.ClipLow, clipped.ClipHigh, clipped.LR, clipped.Temperature = 0.2, 0.28, 0.3, 0.7
+	natural := clipped
+	natural.NaturalGradient = true
+	variants := []struct {
+		name string
+		b    *Batch
+	}{
+		{"every column", b},
+		{"no old log-probability", &Batch{TokenID: b.TokenID, Stats: b.Stats, Advantage: b.Advantage, AdvantageValid: b.AdvantageValid, Mask: b.Mask}},
+		{"no advantage", &Batch{TokenID: b.TokenID, Stats: b.Stats, Mask: b.Mask}},
+		{"no validities", &Batch{TokenID: b.TokenID, Stats: b.Stats, Advantage: b.Advantage, OldLogprob: b.OldLogprob}},
+	}
+	for _, v := range variants {
+		for _, p := range []Params{DefaultParams(), clipped, natural} {
+			var got, want Result
+			if err := ComputeStats(context.Background(), v.b, p, &got); err != nil {
+				t.Fatalf("%s: %v", v.name, err)
+			}
+			want.Resize(n)
+			for i := range n {
+				o, err := rowFromStats(v.b, i, p)
+				if err != nil {
+					t.Fatalf("%s: row %d: %v", v.name, i, err)
+				}
+				o.Store(&want, i)
+			}
+			for i := range n {
+				g := [...]float32{got.Entropy[i], got.Logprob[i], got.SampledTerm[i], got.Correction[i], got.PolarityFactor[i], got.Polarity[i], got.PredictedDeltaH[i]}
+				w := [...]float32{want.Entropy[i], want.Logprob[i], want.SampledTerm[i], want.Correction[i], want.PolarityFactor[i], want.Polarity[i], want.PredictedDeltaH[i]}
+				for k := range g {
+					if math.Float32bits(g[k]) != math.Float32bits(w[k]) {
+						t.Fatalf("%s, %+v: row %d output %d: %v, row by row %v", v.name, p, i, k, g[k], w[k])
+					}
+				}
+				if got.PolarityValid[i] != want.PolarityValid[i] {
+					t.Fatalf("%s: row %d: polarity valid %v, row by row %v", v.name, i, got.PolarityValid[i], want.PolarityValid[i])
+				}
+			}
+		}
+	}
+	// Bad rows of each kind: ComputeStats reports the row rowFromStats reports.
+	bad := []struct {
+		name string
+		edit func(b *Batch)
+		col  string
+	}{
+		{"NaN advantage", func(b *Batch) { b.Advantage[1234] = math.NaN(); b.AdvantageValid[1234] = true }, "advantage"},
+		{"infinite old log-probability", func(b *Batch) {
+			b.OldLogprob[1234], b.OldLogprobValid[1234], b.Mask[1234], b.AdvantageValid[1234], b.Advantage[1234] = float32(math.Inf(1)), true, true, true, 1
+		}, "old_logprob"},
+		{"u_a above the maximum", func(b *Batch) { b.Stats.Sampled[1234] = b.Stats.Max[1234] + 1 }, "sampled_logit"},
+		{"negative sum_exp_rest", func(b *Batch) { b.Stats.SumExpRest[1234] = -1e-9 }, "sum_exp_rest"},
+		{"infinite logit_max", func(b *Batch) { b.Stats.Max[1234] = math.Inf(1) }, "logit_max"},
+	}
+	for _, tc := range bad {
+		c := &Batch{TokenID: b.TokenID, Stats: b.Stats.Slice(0, n), Advantage: append([]float64(nil), b.Advantage...),
+			AdvantageValid: append([]bool(nil), b.AdvantageValid...), OldLogprob: append([]float32(nil), b.OldLogprob...),
+			OldLogprobValid: append([]bool(nil), b.OldLogprobValid...), Mask: append([]bool(nil), b.Mask...)}
+		tc.edit(c)
+		var out Result
+		err := ComputeStats(context.Background(), c, DefaultParams(), &out)
+		var re *RowError
+		if !errors.As(err, &re) || re.Row != 1234 || re.Column != tc.col {
+			t.Errorf("%s: %v, want a RowError of row 1234, column %s", tc.name, err, tc.col)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -41,6 +40,9 @@ type Config struct {
 	// step is reweighted with its global figures (papo reweight --global-stats). A step
 	// missing from it is an error.
 	Global map[int64]papo.StepPartials
+	// Buffers, when set, lends the run its step buffer and takes it back at Close or Abort
+	// (a server's requests reuse the memory); nil: the run has its own.
+	Buffers *Buffers
 }
 
 // Rows are consecutive input rows of one step with their results: a step's rows reach the Sink
@@ -85,12 +87,11 @@ type passthroughSink interface {
 
 var noColumns = arrow.NewSchema(nil, nil)
 
-// chunk is a run of rows of one batch that belong to the step being buffered.
+// chunk is a run of rows of one batch that belong to the step being buffered: rows [lo, hi)
+// of the step buffer.
 type chunk struct {
-	pass  arrow.Record   // the input columns except logits
-	batch polarity.Batch // the scalar columns (logits left out)
-	res   polarity.Result
-	stats *polarity.StatsColumns // Config.RowStats only
+	pass   arrow.Record // the input columns except logits
+	lo, hi int
 }
 
 // Pipeline runs batches through the engine and the reweighter into a Sink. It is not safe for
@@ -105,6 +106,7 @@ type Pipeline struct {
 	cur      int64                 // step being buffered
 	haveStep bool
 	chunks   []chunk
+	buf      *stepBuf // the step's rows; nil after Close or Abort
 	stats    polarity.StepStats
 	rows     int64
 	steps    int
@@ -123,7 +125,7 @@ func New(cfg Config, sink Sink) (*Pipeline, error) {
 	if cfg.Mem == nil {
 		cfg.Mem = memory.DefaultAllocator
 	}
-	return &Pipeline{cfg: cfg, sink: sink}, nil
+	return &Pipeline{cfg: cfg, sink: sink, buf: cfg.Buffers.get()}, nil
 }
 
 // Rows is the number of token rows added.
@@ -240,40 +242,16 @@ func stepOrderError(name string, b *papoio.Batch, lo int, step, cur int64) error
 		papoio.ColStep, step, cur)
 }
 
-// keep copies rows [lo, hi) of the batch's scalar columns and results.
+// keep appends rows [lo, hi) of the batch's scalar columns, results and statistics to the step
+// buffer.
 func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, lo, hi int) chunk {
-	c := chunk{pass: pass.NewSlice(int64(lo), int64(hi))}
-	c.batch.TokenID = append([]int32(nil), b.TokenID[lo:hi]...)
-	if b.Advantage != nil {
-		c.batch.Advantage = append([]float64(nil), b.Advantage[lo:hi]...)
-	}
-	if b.AdvantageValid != nil {
-		c.batch.AdvantageValid = append([]bool(nil), b.AdvantageValid[lo:hi]...)
-	}
-	if b.OldLogprob != nil {
-		c.batch.OldLogprob = append([]float32(nil), b.OldLogprob[lo:hi]...)
-	}
-	if b.OldLogprobValid != nil {
-		c.batch.OldLogprobValid = append([]bool(nil), b.OldLogprobValid[lo:hi]...)
-	}
-	if b.Mask != nil {
-		c.batch.Mask = append([]bool(nil), b.Mask[lo:hi]...)
-	}
+	var st *polarity.StatsColumns
 	if p.cfg.RowStats {
-		c.stats = p.st.Slice(lo, hi)
+		st = &p.st
 	}
-	r := &p.res
-	c.res = polarity.Result{
-		Entropy:         append([]float32(nil), r.Entropy[lo:hi]...),
-		Logprob:         append([]float32(nil), r.Logprob[lo:hi]...),
-		SampledTerm:     append([]float32(nil), r.SampledTerm[lo:hi]...),
-		Correction:      append([]float32(nil), r.Correction[lo:hi]...),
-		PolarityFactor:  append([]float32(nil), r.PolarityFactor[lo:hi]...),
-		Polarity:        append([]float32(nil), r.Polarity[lo:hi]...),
-		PolarityValid:   append([]bool(nil), r.PolarityValid[lo:hi]...),
-		PredictedDeltaH: append([]float32(nil), r.PredictedDeltaH[lo:hi]...),
-	}
-	return c
+	off := p.buf.n
+	p.buf.appendRows(b, &p.res, st, lo, hi)
+	return chunk{pass: pass.NewSlice(int64(lo), int64(hi)), lo: off, hi: p.buf.n}
 }
 
 // release drops the buffered step.
@@ -283,6 +261,15 @@ func (p *Pipeline) release() {
 	}
 	p.chunks = p.chunks[:0]
 	p.stats = polarity.StepStats{}
+	if p.buf != nil {
+		p.buf.reset()
+	}
+}
+
+// giveBack returns the step buffer to Config.Buffers.
+func (p *Pipeline) giveBack() {
+	p.cfg.Buffers.put(p.buf)
+	p.buf = nil
 }
 
 // flush reweights the buffered step and hands its rows and report to the Sink.
@@ -308,68 +295,27 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		tok.Global = &g
 	}
-	weight := make([]float32, len(tok.Advantage))
-	reweighted := make([]float64, len(tok.Advantage))
+	weight, reweighted := p.buf.outputs()
 	sr, err := p.cfg.Reweighter.Step(tok, weight, reweighted)
 	if err != nil {
 		return fmt.Errorf("%s: step %d: %w", p.cfg.Name, p.cur, err)
 	}
-	off := 0
 	for _, c := range p.chunks {
-		n := c.batch.Rows()
-		rows := Rows{Step: p.cur, Passthrough: c.pass, Batch: &c.batch, Result: &c.res,
-			Weight: weight[off : off+n], Reweighted: reweighted[off : off+n], Stats: c.stats}
+		b, res, st := p.buf.view(c.lo, c.hi, p.cfg.RowStats)
+		rows := Rows{Step: p.cur, Passthrough: c.pass, Batch: &b, Result: &res,
+			Weight: weight[c.lo:c.hi], Reweighted: reweighted[c.lo:c.hi], Stats: st}
 		if err := p.sink.Rows(&rows); err != nil {
 			return err
 		}
-		off += n
 	}
 	p.steps++
 	return p.sink.Step(&StepReport{Summary: p.summary(sr), Reweight: sr})
 }
 
-// stepTokens gathers the buffered step into the reweighter's input.
+// stepTokens is the buffered step as the reweighter's input (views of the step buffer).
 func (p *Pipeline) stepTokens() *papo.StepTokens {
 	clip := p.cfg.Params.Clip()
-	t := &papo.StepTokens{Step: p.cur, Clip: &clip}
-	hasOld, n := false, 0
-	for _, c := range p.chunks {
-		hasOld = hasOld || c.batch.OldLogprob != nil
-		n += c.batch.Rows()
-	}
-	t.Advantage, t.HasAdvantage, t.Trained = make([]float64, n), make([]bool, n), make([]bool, n)
-	t.Entropy, t.Logprob = make([]float32, 0, n), make([]float32, 0, n)
-	t.Polarity, t.PredictedDeltaH = make([]float32, 0, n), make([]float32, 0, n)
-	if hasOld {
-		t.OldLogprob, t.HasOldLogprob = make([]float32, n), make([]bool, n)
-	}
-	off := 0
-	for _, c := range p.chunks {
-		b, r := &c.batch, &c.res
-		rows := b.Rows()
-		if b.Advantage != nil {
-			copy(t.Advantage[off:], b.Advantage)
-		}
-		for i := range rows {
-			t.HasAdvantage[off+i] = b.HasAdvantage(i)
-			t.Trained[off+i] = b.Trained(i)
-		}
-		if hasOld {
-			for i := range rows {
-				old := float32(math.NaN())
-				if b.HasOldLogprob(i) {
-					old = b.OldLogprob[i]
-				}
-				t.OldLogprob[off+i], t.HasOldLogprob[off+i] = old, b.HasOldLogprob(i)
-			}
-		}
-		t.Entropy = append(t.Entropy, r.Entropy...)
-		t.Logprob = append(t.Logprob, r.Logprob...)
-		t.Polarity = append(t.Polarity, r.Polarity...)
-		t.PredictedDeltaH = append(t.PredictedDeltaH, r.PredictedDeltaH...)
-		off += rows
-	}
-	return t
+	return p.buf.tokens(p.cur, &clip)
 }
 
 func (p *Pipeline) summary(sr papo.StepResult) papoio.StepSummary {
@@ -407,12 +353,14 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	}
 	p.err = p.flush(ctx)
 	p.haveStep = false
+	p.giveBack()
 	return p.err
 }
 
 // Abort releases what is buffered without handing it to the Sink. It is safe after Close.
 func (p *Pipeline) Abort() {
 	p.release()
+	p.giveBack()
 	p.chunks = nil
 	p.closed = true
 	if p.err == nil {

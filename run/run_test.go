@@ -73,10 +73,10 @@ func runSpec(t *testing.T, spec testinput.Spec, c papo.Config, requireAdvantage 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return feed(t, data, rw, requireAdvantage)
+	return feed(t, data, rw, requireAdvantage, nil)
 }
 
-func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool) (*recorder, error) {
+func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool, bufs *Buffers) (*recorder, error) {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -87,7 +87,7 @@ func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool)
 	defer r.Close()
 	rec := &recorder{}
 	p, err := New(Config{Name: "in.arrows", Engine: polarity.NewCPU(2), Params: polarity.DefaultParams(),
-		Reweighter: rw, RequireAdvantage: requireAdvantage, Mem: mem}, rec)
+		Reweighter: rw, RequireAdvantage: requireAdvantage, Mem: mem, Buffers: bufs}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,11 +334,11 @@ func TestRollbackReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	rw, _ := papo.NewReweighter(papoConfig())
-	first, err := feed(t, data, rw, true)
+	first, err := feed(t, data, rw, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := feed(t, data, rw, true)
+	second, err := feed(t, data, rw, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -377,7 +377,8 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 			return nil
 		})
 		p, err = run.New(run.Config{Name: "request", Engine: s.cfg.Engine, Params: params, Reweighter: rw,
-			RequireAdvantage: req.kind != Analyze, Mem: s.cfg.Mem, PartialsOnly: stats, Global: req.global}, sink)
+			RequireAdvantage: req.kind != Analyze, Mem: s.cfg.Mem, PartialsOnly: stats, Global: req.global,
+			Buffers: s.steps}, sink)
 		if err != nil {
 			fail(&requestError{kind: KindRequest, err: err})
 		} else {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
+	"github.com/entropy-polarity/papo/run"
 )
 
 // Config is a server's configuration.
@@ -67,6 +68,9 @@ type Server struct {
 
 	runMu sync.Mutex
 	runs  map[string]*runLock
+
+	// steps keeps the step buffers of finished requests for the next ones (run.Buffers).
+	steps *run.Buffers
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -130,8 +134,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	hard, stop := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: log, runs: map[string]*runLock{}, listeners: map[net.Listener]struct{}{},
-		conns: map[*conn]struct{}{}, hard: hard, stop: stop}, nil
+		conns: map[*conn]struct{}{}, hard: hard, stop: stop, steps: run.NewBuffers(keptStepBuffers)}, nil
 }
+
+// keptStepBuffers is how many step buffers the server keeps between requests: one, the
+// trainer's next request (about 61 bytes a token of the largest step served).
+const keptStepBuffers = 1
 
 // statePath is the state file of a run.
 func (s *Server) statePath(runID string) string {

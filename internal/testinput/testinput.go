@@ -104,8 +104,12 @@ func slice(c *papoio.InputColumns, lo, hi int) *papoio.InputColumns {
 	if b.Advantage != nil {
 		o.Advantage, o.AdvantageValid = b.Advantage[lo:hi], b.AdvantageValid[lo:hi]
 	}
-	o.OldLogprob, o.OldLogprobValid = b.OldLogprob[lo:hi], b.OldLogprobValid[lo:hi]
-	o.Mask = b.Mask[lo:hi]
+	if b.OldLogprob != nil {
+		o.OldLogprob, o.OldLogprobValid = b.OldLogprob[lo:hi], b.OldLogprobValid[lo:hi]
+	}
+	if b.Mask != nil {
+		o.Mask = b.Mask[lo:hi]
+	}
 	return out
 }
 

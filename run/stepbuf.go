@@ -1,0 +1,257 @@
+package run
+
+import (
+	"sync"
+
+	"github.com/entropy-polarity/papo/papo"
+	"github.com/entropy-polarity/papo/polarity"
+)
+
+// stepBuf holds the step being buffered: its rows' scalar columns, results and (Config.RowStats)
+// statistics, each one contiguous slice that batches append to. The reweighter reads views of
+// them (no second copy, as a per-batch copy gathered at the step's end was), and the slices keep
+// their storage from step to step and, through Buffers, from run to run: a 4M-token step's
+// ~250 MB is then written into memory already mapped, not faulted in page by page.
+type stepBuf struct {
+	batch polarity.Batch // TokenID, Advantage, the validities and Mask; Logits and Stats unused
+	res   polarity.Result
+	stats polarity.StatsColumns
+	n     int
+	spare spare // the storage of the batch's optional columns while they are nil
+
+	// The reweighter's outputs and the all-zero / all-false columns of a step without advantages.
+	weight     []float32
+	reweighted []float64
+	zeros      []float64
+	falses     []bool
+}
+
+// bytes is the storage the buffer holds.
+func (s *stepBuf) bytes() int64 {
+	b := &s.batch
+	r := &s.res
+	p := &s.spare
+	n := 4*cap(b.TokenID) + 8*(cap(b.Advantage)+cap(p.adv)) + cap(b.AdvantageValid) + cap(p.advValid) +
+		4*(cap(b.OldLogprob)+cap(p.old)) + cap(b.OldLogprobValid) + cap(p.oldValid) + cap(b.Mask) + cap(p.m) + 4*(cap(r.Entropy)+cap(r.Logprob)+cap(r.SampledTerm)+cap(r.Correction)+cap(r.PolarityFactor)+
+		cap(r.Polarity)+cap(r.PredictedDeltaH)) + cap(r.PolarityValid) + 4*cap(s.weight) + 8*cap(s.reweighted) +
+		8*cap(s.zeros) + cap(s.falses)
+	for _, c := range s.stats.Cols() {
+		n += 8 * cap(c)
+	}
+	return int64(n)
+}
+
+// spare is the storage of a stepBuf's optional columns: a column is nil in the batch while
+// absent (or all valid) and takes its storage from here when it appears.
+type spare struct {
+	adv                   []float64
+	old                   []float32
+	advValid, oldValid, m []bool
+}
+
+// reset empties the buffer, keeping its storage: every optional column is nil again.
+func (s *stepBuf) reset() {
+	b := &s.batch
+	b.TokenID = b.TokenID[:0]
+	park(&b.Advantage, &s.spare.adv)
+	park(&b.OldLogprob, &s.spare.old)
+	park(&b.AdvantageValid, &s.spare.advValid)
+	park(&b.OldLogprobValid, &s.spare.oldValid)
+	park(&b.Mask, &s.spare.m)
+	s.res.Resize(0)
+	s.stats.Resize(0)
+	s.n = 0
+}
+
+// park moves the storage of *col to *store and makes the column nil.
+func park[T any](col, store *[]T) {
+	if *col != nil {
+		*store = (*col)[:0]
+	}
+	*col = nil
+}
+
+// unpark is the empty column with the storage kept in *store (taken from it), or a new one.
+func unpark[T any](store *[]T, n int) []T {
+	c := *store
+	*store = nil
+	if c == nil {
+		c = make([]T, 0, max(n, 1024))
+	}
+	return c[:0]
+}
+
+// appendRows adds rows [lo, hi) of the batch b, its results r and (when st is not nil) its
+// statistics.
+func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity.StatsColumns, lo, hi int) {
+	d := &s.batch
+	d.TokenID = append(d.TokenID, b.TokenID[lo:hi]...)
+	// A column is present in every batch of an input or in none (the schema is the input's).
+	if b.Advantage != nil {
+		if d.Advantage == nil {
+			d.Advantage = unpark(&s.spare.adv, hi-lo)
+		}
+		d.Advantage = append(d.Advantage, b.Advantage[lo:hi]...)
+	}
+	d.AdvantageValid = appendValid(d.AdvantageValid, &s.spare.advValid, s.n, b.AdvantageValid, lo, hi)
+	if b.OldLogprob != nil {
+		if d.OldLogprob == nil {
+			d.OldLogprob = unpark(&s.spare.old, hi-lo)
+		}
+		d.OldLogprob = append(d.OldLogprob, b.OldLogprob[lo:hi]...)
+	}
+	d.OldLogprobValid = appendValid(d.OldLogprobValid, &s.spare.oldValid, s.n, b.OldLogprobValid, lo, hi)
+	d.Mask = appendValid(d.Mask, &s.spare.m, s.n, b.Mask, lo, hi)
+
+	o := &s.res
+	o.Entropy = append(o.Entropy, r.Entropy[lo:hi]...)
+	o.Logprob = append(o.Logprob, r.Logprob[lo:hi]...)
+	o.SampledTerm = append(o.SampledTerm, r.SampledTerm[lo:hi]...)
+	o.Correction = append(o.Correction, r.Correction[lo:hi]...)
+	o.PolarityFactor = append(o.PolarityFactor, r.PolarityFactor[lo:hi]...)
+	o.Polarity = append(o.Polarity, r.Polarity[lo:hi]...)
+	o.PolarityValid = append(o.PolarityValid, r.PolarityValid[lo:hi]...)
+	o.PredictedDeltaH = append(o.PredictedDeltaH, r.PredictedDeltaH[lo:hi]...)
+	if st != nil {
+		sc := st.Cols()
+		c := [6][]float64{}
+		for k, col := range s.stats.Cols() {
+			c[k] = append(col, sc[k][lo:hi]...)
+		}
+		s.stats = *polarity.NewStatsColumns(c)
+	}
+	s.n += hi - lo
+}
+
+// appendValid appends rows [lo, hi) of the validity src (nil: all true) to dst, which holds n
+// rows (nil: all true so far); store is dst's spare storage.
+func appendValid(dst []bool, store *[]bool, n int, src []bool, lo, hi int) []bool {
+	switch {
+	case src == nil && dst == nil:
+		return nil
+	case dst == nil:
+		dst = unpark(store, 2*n+hi-lo)
+		for range n {
+			dst = append(dst, true)
+		}
+	}
+	if src != nil {
+		return append(dst, src[lo:hi]...)
+	}
+	for range hi - lo {
+		dst = append(dst, true)
+	}
+	return dst
+}
+
+// view is rows [lo, hi) of the buffer as a batch and a result.
+func (s *stepBuf) view(lo, hi int, withStats bool) (polarity.Batch, polarity.Result, *polarity.StatsColumns) {
+	b := &s.batch
+	v := polarity.Batch{TokenID: b.TokenID[lo:hi], Advantage: part(b.Advantage, lo, hi),
+		AdvantageValid: part(b.AdvantageValid, lo, hi), OldLogprob: part(b.OldLogprob, lo, hi),
+		OldLogprobValid: part(b.OldLogprobValid, lo, hi), Mask: part(b.Mask, lo, hi)}
+	r := &s.res
+	res := polarity.Result{Entropy: r.Entropy[lo:hi], Logprob: r.Logprob[lo:hi], SampledTerm: r.SampledTerm[lo:hi],
+		Correction: r.Correction[lo:hi], PolarityFactor: r.PolarityFactor[lo:hi], Polarity: r.Polarity[lo:hi],
+		PolarityValid: r.PolarityValid[lo:hi], PredictedDeltaH: r.PredictedDeltaH[lo:hi]}
+	var st *polarity.StatsColumns
+	if withStats {
+		var c [6][]float64
+		for k, col := range s.stats.Cols() {
+			c[k] = col[lo:hi]
+		}
+		st = polarity.NewStatsColumns(c)
+	}
+	return v, res, st
+}
+
+func part[T any](s []T, lo, hi int) []T {
+	if s == nil {
+		return nil
+	}
+	return s[lo:hi]
+}
+
+// tokens are the buffered step as the reweighter's input: views of the buffer.
+func (s *stepBuf) tokens(step int64, clip *polarity.ClipRange) *papo.StepTokens {
+	b := &s.batch
+	t := &papo.StepTokens{Step: step, Clip: clip, Trained: b.Mask,
+		Entropy: s.res.Entropy, Logprob: s.res.Logprob, Polarity: s.res.Polarity, PredictedDeltaH: s.res.PredictedDeltaH}
+	if b.Advantage != nil {
+		t.Advantage, t.HasAdvantage = b.Advantage, b.AdvantageValid
+	} else {
+		// No advantage column: every token passes through (w = 1, Ã = A = 0).
+		s.zeros, s.falses = sized(s.zeros, s.n), sized(s.falses, s.n)
+		clear(s.zeros)
+		clear(s.falses)
+		t.Advantage, t.HasAdvantage = s.zeros, s.falses
+	}
+	if b.OldLogprob != nil {
+		t.OldLogprob, t.HasOldLogprob = b.OldLogprob, b.OldLogprobValid
+	}
+	return t
+}
+
+// outputs are the reweighter's output slices for the buffered step (not cleared).
+func (s *stepBuf) outputs() ([]float32, []float64) {
+	s.weight, s.reweighted = sized(s.weight, s.n), sized(s.reweighted, s.n)
+	return s.weight, s.reweighted
+}
+
+// sized is s with length n, reallocated when its capacity is short.
+func sized[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// Buffers keeps the step buffers of finished runs for the next run (a server's next request),
+// so that a large step's columns are written into memory the process has mapped already. It
+// holds at most max buffers and the zero value none; it is safe for concurrent use.
+type Buffers struct {
+	mu   sync.Mutex
+	free []*stepBuf
+	max  int
+}
+
+// NewBuffers keeps up to n step buffers between runs (n ≤ 0: none).
+func NewBuffers(n int) *Buffers { return &Buffers{max: n} }
+
+// get is a kept buffer, or a new one.
+func (k *Buffers) get() *stepBuf {
+	if k != nil {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if n := len(k.free); n > 0 {
+			s := k.free[n-1]
+			k.free = k.free[:n-1]
+			return s
+		}
+	}
+	return &stepBuf{}
+}
+
+// put keeps s for a later run, or drops it when max buffers are kept.
+func (k *Buffers) put(s *stepBuf) {
+	if k == nil || s == nil {
+		return
+	}
+	s.reset()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.free) < k.max {
+		k.free = append(k.free, s)
+	}
+}
+
+// Bytes is the storage the kept buffers hold.
+func (k *Buffers) Bytes() int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var n int64
+	for _, s := range k.free {
+		n += s.bytes()
+	}
+	return n
+}

@@ -1,0 +1,78 @@
+package run
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/entropy-polarity/papo/internal/testinput"
+	papoio "github.com/entropy-polarity/papo/io"
+	"github.com/entropy-polarity/papo/papo"
+)
+
+// TestBuffersReused runs inputs of different shapes one after another on one Buffers, the way
+// a server's requests follow each other: each run's rows, results and weights must equal those
+// of the same input on a fresh pipeline (a column left over from the previous run, a validity
+// or a length, would show), and the second run of a size must not grow the kept buffer.
+func TestBuffersReused(t *testing.T) {
+	noOld := func(c *papoio.InputColumns) { c.Batch.OldLogprob, c.Batch.OldLogprobValid = nil, nil }
+	allValid := func(c *papoio.InputColumns) {
+		for i := range c.Batch.AdvantageValid {
+			c.Batch.AdvantageValid[i], c.Batch.Mask[i] = true, true
+		}
+	}
+	specs := []struct {
+		name string
+		spec testinput.Spec
+		adv  bool
+	}{
+		{"every column, steps across batches", testinput.Spec{V: 29, Steps: testinput.StepRows(40, 0, 1, 2), Seed: 3}, true},
+		{"no advantage", testinput.Spec{V: 29, Steps: testinput.StepRows(30, 0, 1), Seed: 4, NoAdvantage: true}, false},
+		{"no old log-probability", testinput.Spec{V: 29, Steps: testinput.StepRows(50, 7), Seed: 5, Edit: noOld}, true},
+		{"no nulls", testinput.Spec{V: 29, Steps: testinput.StepRows(25, 0, 1, 2, 3), Seed: 6, Edit: allValid}, true},
+		{"every column again", testinput.Spec{V: 29, Steps: testinput.StepRows(40, 0, 1, 2), Seed: 3}, true},
+	}
+	bufs := NewBuffers(1)
+	for _, tc := range specs {
+		data, err := testinput.Stream(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(b *Buffers) *recorder {
+			rw, err := papo.NewReweighter(papoConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := feed(t, data, rw, tc.adv, b)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			return rec
+		}
+		want, got := run(nil), run(bufs)
+		if !reflect.DeepEqual(got.pieces, want.pieces) {
+			t.Errorf("%s: with a reused step buffer the rows differ from a fresh pipeline's", tc.name)
+		}
+		if len(got.reports) != len(want.reports) {
+			t.Errorf("%s: %d reports, want %d", tc.name, len(got.reports), len(want.reports))
+		}
+		if bufs.Bytes() == 0 {
+			t.Fatalf("%s: no step buffer kept after the run", tc.name)
+		}
+	}
+	// The same input again: the kept buffer is large enough, so it does not grow.
+	before := bufs.Bytes()
+	data, err := testinput.Stream(specs[0].spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := papo.NewReweighter(papoConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := feed(t, data, rw, true, bufs); err != nil {
+		t.Fatal(err)
+	}
+	if after := bufs.Bytes(); after != before {
+		t.Errorf("the kept step buffer went from %d to %d bytes on an input it has held before", before, after)
+	}
+}
