@@ -59,8 +59,8 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 
 	fmt.Fprintf(env.stdout, "papo bench --row-stats, %s, %s, papo serve --device %s (engine %s), a child process on a unix socket, one connection\n\n",
 		time.Now().UTC().Format("2006-01-02"), cpuModel(), device, srv.engine)
-	fmt.Fprintln(env.stdout, "| request | tokens | reply columns | bytes sent | bytes received | seconds (best of "+strconv.Itoa(reps)+") | tokens/s | server peak RSS |")
-	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(env.stdout, "| request | tokens | reply columns | bytes sent | bytes received | seconds (best of "+strconv.Itoa(reps)+") | tokens/s | server peak RSS | server CPU and page faults a request |")
+	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|---|---|---|")
 	type variant struct {
 		kind    string
 		columns string // "" the whole reply
@@ -88,18 +88,23 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 			return err
 		}
 		srv.resetPeak()
+		if _, _, err := conn.request(req); err != nil { // the first of a size grows the server's buffers
+			return fmt.Errorf("%s request: %w", vt.kind, err)
+		}
+		cpu0, f0, uerr := srv.usage()
 		best, got, err := conn.best(req, reps)
 		if err != nil {
 			return fmt.Errorf("%s request: %w", vt.kind, err)
 		}
+		cpu1, f1, uerr1 := srv.usage()
 		cols := vt.columns
 		if cols == "" {
 			cols = "all"
 		} else {
 			columnsReq = req
 		}
-		fmt.Fprintf(env.stdout, "| %s, row statistics | %d | %s | %d | %d | %.4f | %.0f | %s |\n", vt.kind, rows, cols, len(req), got,
-			best.Seconds(), float64(rows)/best.Seconds(), srv.peakText())
+		fmt.Fprintf(env.stdout, "| %s, row statistics | %d | %s | %d | %d | %.4f | %.0f | %s | %s |\n", vt.kind, rows, cols, len(req), got,
+			best.Seconds(), float64(rows)/best.Seconds(), srv.peakText(), serverUsage(cpu0, cpu1, f0, f1, errors.Join(uerr, uerr1), reps))
 	}
 
 	// The round trip of a small request, the way a trainer sends its micro-batches.
@@ -120,7 +125,7 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 			}
 		}
 		slices.Sort(times)
-		fmt.Fprintf(env.stdout, "| %s, row statistics, round trip | %d | reweighted_advantage | %d | | median %.3f ms, p90 %.3f ms (%d requests) | %.0f | |\n",
+		fmt.Fprintf(env.stdout, "| %s, row statistics, round trip | %d | reweighted_advantage | %d | | median %.3f ms, p90 %.3f ms (%d requests) | %.0f | | |\n",
 			kind, nSmall, len(req), ms(times[n/2]), ms(times[n*9/10]), n, float64(nSmall)/times[n/2].Seconds())
 	}
 
@@ -134,7 +139,7 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 	if err != nil {
 		return fmt.Errorf("logits request: %w", err)
 	}
-	fmt.Fprintf(env.stdout, "| analyze, logits (V = %d) | %d | all | %d | %d | %.4f | %.0f | %s |\n", v, logitRows, len(logits), got,
+	fmt.Fprintf(env.stdout, "| analyze, logits (V = %d) | %d | all | %d | %d | %.4f | %.0f | %s | |\n", v, logitRows, len(logits), got,
 		best.Seconds(), float64(logitRows)/best.Seconds(), srv.peakText())
 
 	// The limit: the same bytes through a unix socket to a reader that drops them.
@@ -142,7 +147,7 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 	if err != nil {
 		return fmt.Errorf("socket alone: %w", err)
 	}
-	fmt.Fprintf(env.stdout, "| socket alone, the row-statistics request's bytes | %d | none | %d | 0 | %.4f | %.0f | |\n", rows, len(columnsReq),
+	fmt.Fprintf(env.stdout, "| socket alone, the row-statistics request's bytes | %d | none | %d | 0 | %.4f | %.0f | | |\n", rows, len(columnsReq),
 		alone.Seconds(), float64(rows)/alone.Seconds())
 	fmt.Fprintf(env.stdout, "\nserver peak resident memory after the first small request: %.0f MiB; the peak RSS column is each row's, over that\n",
 		float64(idle)/(1<<20))
@@ -371,6 +376,35 @@ func (s *benchServer) peakRSS() (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc/PID/status")
+}
+
+// usage is the server's CPU time (user + system) and minor page faults so far
+// (/proc/PID/stat, Linux; clock ticks of 1/100 s).
+func (s *benchServer) usage() (cpu time.Duration, faults int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(f) < 13 {
+		return 0, 0, errors.New("short /proc/PID/stat")
+	}
+	var v [3]int64
+	for k, idx := range []int{7, 11, 12} { // minflt, utime, stime
+		if v[k], err = strconv.ParseInt(f[idx], 10, 64); err != nil {
+			return 0, 0, err
+		}
+	}
+	return time.Duration(v[1]+v[2]) * 10 * time.Millisecond, v[0], nil
+}
+
+// serverUsage is the server's CPU time and page faults per request between two usage readings.
+func serverUsage(cpu0, cpu1 time.Duration, f0, f1 int64, err error, requests int) string {
+	if err != nil {
+		return "not measured"
+	}
+	return fmt.Sprintf("%.3f s, %d faults", (cpu1-cpu0).Seconds()/float64(requests), (f1-f0)/int64(requests))
 }
 
 // resetPeak sets the peak resident set back to the present one (clear_refs 5, Linux).
