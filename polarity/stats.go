@@ -189,11 +189,11 @@ func NewStatsColumns(c [6][]float64) *StatsColumns {
 	return s
 }
 
-// Slice copies rows [lo, hi).
-func (s *StatsColumns) Slice(lo, hi int) *StatsColumns {
+// Rows views rows [lo, hi) (no copy).
+func (s *StatsColumns) Rows(lo, hi int) *StatsColumns {
 	var c [6][]float64
 	for k, col := range s.Cols() {
-		c[k] = append([]float64(nil), col[lo:hi]...)
+		c[k] = col[lo:hi]
 	}
 	return NewStatsColumns(c)
 }

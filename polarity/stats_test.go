@@ -169,7 +169,9 @@ func TestStatsRunBitForBit(t *testing.T) {
 		{"infinite logit_max", func(b *Batch) { b.Stats.Max[1234] = math.Inf(1) }, "logit_max"},
 	}
 	for _, tc := range bad {
-		c := &Batch{TokenID: b.TokenID, Stats: b.Stats.Slice(0, n), Advantage: append([]float64(nil), b.Advantage...),
+		stats := &StatsColumns{}
+		stats.Append(b.Stats)
+		c := &Batch{TokenID: b.TokenID, Stats: stats, Advantage: append([]float64(nil), b.Advantage...),
 			AdvantageValid: append([]bool(nil), b.AdvantageValid...), OldLogprob: append([]float32(nil), b.OldLogprob...),
 			OldLogprobValid: append([]bool(nil), b.OldLogprobValid...), Mask: append([]bool(nil), b.Mask...)}
 		tc.edit(c)

@@ -240,6 +240,25 @@ func (r *Result) Resize(n int) {
 // Len is the number of rows held.
 func (r *Result) Len() int { return len(r.Entropy) }
 
+// Rows views rows [lo, hi) (no copy).
+func (r *Result) Rows(lo, hi int) Result {
+	return Result{Entropy: r.Entropy[lo:hi], Logprob: r.Logprob[lo:hi], SampledTerm: r.SampledTerm[lo:hi],
+		Correction: r.Correction[lo:hi], PolarityFactor: r.PolarityFactor[lo:hi], Polarity: r.Polarity[lo:hi],
+		PolarityValid: r.PolarityValid[lo:hi], PredictedDeltaH: r.PredictedDeltaH[lo:hi]}
+}
+
+// Append adds o's rows.
+func (r *Result) Append(o Result) {
+	r.Entropy = append(r.Entropy, o.Entropy...)
+	r.Logprob = append(r.Logprob, o.Logprob...)
+	r.SampledTerm = append(r.SampledTerm, o.SampledTerm...)
+	r.Correction = append(r.Correction, o.Correction...)
+	r.PolarityFactor = append(r.PolarityFactor, o.PolarityFactor...)
+	r.Polarity = append(r.Polarity, o.Polarity...)
+	r.PolarityValid = append(r.PolarityValid, o.PolarityValid...)
+	r.PredictedDeltaH = append(r.PredictedDeltaH, o.PredictedDeltaH...)
+}
+
 // Engine computes the per-token statistics of a batch. Engines are interchangeable:
 // for the same batch and parameters they agree within the tolerance their tests state.
 type Engine interface {

@@ -103,22 +103,9 @@ func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity
 	d.OldLogprobValid = appendValid(d.OldLogprobValid, &s.spare.oldValid, s.n, b.OldLogprobValid, lo, hi)
 	d.Mask = appendValid(d.Mask, &s.spare.m, s.n, b.Mask, lo, hi)
 
-	o := &s.res
-	o.Entropy = append(o.Entropy, r.Entropy[lo:hi]...)
-	o.Logprob = append(o.Logprob, r.Logprob[lo:hi]...)
-	o.SampledTerm = append(o.SampledTerm, r.SampledTerm[lo:hi]...)
-	o.Correction = append(o.Correction, r.Correction[lo:hi]...)
-	o.PolarityFactor = append(o.PolarityFactor, r.PolarityFactor[lo:hi]...)
-	o.Polarity = append(o.Polarity, r.Polarity[lo:hi]...)
-	o.PolarityValid = append(o.PolarityValid, r.PolarityValid[lo:hi]...)
-	o.PredictedDeltaH = append(o.PredictedDeltaH, r.PredictedDeltaH[lo:hi]...)
+	s.res.Append(r.Rows(lo, hi))
 	if st != nil {
-		sc := st.Cols()
-		c := [6][]float64{}
-		for k, col := range s.stats.Cols() {
-			c[k] = append(col, sc[k][lo:hi]...)
-		}
-		s.stats = *polarity.NewStatsColumns(c)
+		s.stats.Append(st.Rows(lo, hi))
 	}
 	s.n += hi - lo
 }
@@ -150,19 +137,11 @@ func (s *stepBuf) view(lo, hi int, withStats bool) (polarity.Batch, polarity.Res
 	v := polarity.Batch{TokenID: b.TokenID[lo:hi], Advantage: part(b.Advantage, lo, hi),
 		AdvantageValid: part(b.AdvantageValid, lo, hi), OldLogprob: part(b.OldLogprob, lo, hi),
 		OldLogprobValid: part(b.OldLogprobValid, lo, hi), Mask: part(b.Mask, lo, hi)}
-	r := &s.res
-	res := polarity.Result{Entropy: r.Entropy[lo:hi], Logprob: r.Logprob[lo:hi], SampledTerm: r.SampledTerm[lo:hi],
-		Correction: r.Correction[lo:hi], PolarityFactor: r.PolarityFactor[lo:hi], Polarity: r.Polarity[lo:hi],
-		PolarityValid: r.PolarityValid[lo:hi], PredictedDeltaH: r.PredictedDeltaH[lo:hi]}
 	var st *polarity.StatsColumns
 	if withStats {
-		var c [6][]float64
-		for k, col := range s.stats.Cols() {
-			c[k] = col[lo:hi]
-		}
-		st = polarity.NewStatsColumns(c)
+		st = s.stats.Rows(lo, hi)
 	}
-	return v, res, st
+	return v, s.res.Rows(lo, hi), st
 }
 
 func part[T any](s []T, lo, hi int) []T {
@@ -245,8 +224,8 @@ func (k *Buffers) put(s *stepBuf) {
 	}
 }
 
-// Bytes is the storage the kept buffers hold.
-func (k *Buffers) Bytes() int64 {
+// bytes is the storage the kept buffers hold.
+func (k *Buffers) bytes() int64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var n int64

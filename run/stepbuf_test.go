@@ -55,12 +55,12 @@ func TestBuffersReused(t *testing.T) {
 		if len(got.reports) != len(want.reports) {
 			t.Errorf("%s: %d reports, want %d", tc.name, len(got.reports), len(want.reports))
 		}
-		if bufs.Bytes() == 0 {
+		if bufs.bytes() == 0 {
 			t.Fatalf("%s: no step buffer kept after the run", tc.name)
 		}
 	}
 	// The same input again: the kept buffer is large enough, so it does not grow.
-	before := bufs.Bytes()
+	before := bufs.bytes()
 	data, err := testinput.Stream(specs[0].spec)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestBuffersReused(t *testing.T) {
 	if _, err := feed(t, data, rw, true, bufs); err != nil {
 		t.Fatal(err)
 	}
-	if after := bufs.Bytes(); after != before {
+	if after := bufs.bytes(); after != before {
 		t.Errorf("the kept step buffer went from %d to %d bytes on an input it has held before", before, after)
 	}
 }
