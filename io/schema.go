@@ -247,9 +247,11 @@ func checkSchema(file string, s *arrow.Schema) (*layout, Meta, error) {
 	}
 	runID, _ := s.Metadata().GetValue(MetaRunID)
 
+	// The passthrough columns: all but the logits, or all but the row statistics that stand for
+	// them (the output of either input has the same columns).
 	fields := make([]arrow.Field, 0, s.NumFields())
 	for i, f := range s.Fields() {
-		if i != lay.logits {
+		if i != lay.logits && !slices.Contains(lay.stats, i) {
 			lay.passIdx = append(lay.passIdx, i)
 			fields = append(fields, f)
 		}
@@ -455,9 +457,10 @@ func InputSchema(v int, dtype polarity.Dtype, cols InputColumns, meta map[string
 	return arrow.NewSchema(fields, md)
 }
 
-// OutputSchema is the output schema for an input schema: every input field except logits
-// (with the schema metadata), then the computed columns of docs/SCHEMA.md. An input column named
-// like a computed column is renamed with CollisionPrefix.
+// OutputSchema is the output schema for an input schema: every input field except logits or
+// the row statistics that stand for them (StatsColumnNames), with the schema metadata, then the
+// computed columns of docs/SCHEMA.md. An input column named like a computed column is renamed
+// with CollisionPrefix.
 func OutputSchema(in *arrow.Schema) *arrow.Schema {
 	taken := make(map[string]bool, len(outputColumns))
 	for _, name := range outputColumns {
@@ -465,7 +468,7 @@ func OutputSchema(in *arrow.Schema) *arrow.Schema {
 	}
 	fields := make([]arrow.Field, 0, in.NumFields()+len(outputColumns))
 	for _, f := range in.Fields() {
-		if f.Name == ColLogits {
+		if f.Name == ColLogits || slices.Contains(StatsColumnNames, f.Name) {
 			continue
 		}
 		if taken[f.Name] {

@@ -185,6 +185,20 @@ func TestRowStatisticsInput(t *testing.T) {
 	}{{statsPath, statsRel}, {logitsPath, polaritytest.CPURel}, {rsPath, polaritytest.CPURel}} {
 		checkAnalyze(t, tc.in, want, tc.rel, 1e-300)
 	}
+	// The statistics stand for the logits: the output of either input has the same columns.
+	names := func(in string) string {
+		s, _ := readStream(t, in+"-out.arrows")
+		var n []string
+		for _, f := range s.Fields() {
+			n = append(n, f.Name)
+		}
+		return strings.Join(n, ",")
+	}
+	for _, in := range []string{statsPath, rsPath} {
+		if got, want := names(in), names(logitsPath); got != want {
+			t.Errorf("output of %s has columns %s; want those of the logits input's output, %s", filepath.Base(in), got, want)
+		}
+	}
 	// Row-statistics tables as Parquet, CSV and JSONL (what a trainer may write): --row-stats
 	// writes them, analyze reads them back. CSV and JSONL have no metadata: τ comes as a flag.
 	for _, ext := range []string{"parquet", "csv", "jsonl"} {
