@@ -19,6 +19,25 @@ type fixedWidth interface {
 	~int32 | ~int64 | ~uint16 | ~float32 | ~float64
 }
 
+// viewPrimitive is an array of type dt over vals' memory, not copied (the validity, nil for
+// none, is packed into a bitmap): it is valid while vals is unchanged. dt's width must be T's.
+func viewPrimitive[T fixedWidth](mem memory.Allocator, dt arrow.DataType, vals []T, valid []bool) arrow.Array {
+	var zero T
+	var values *memory.Buffer
+	if len(vals) > 0 {
+		values = memory.NewBufferBytes(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals)*int(unsafe.Sizeof(zero))))
+	} else {
+		values = memory.NewBufferBytes(nil)
+	}
+	bitmap, nulls := newBitmap(mem, valid)
+	if bitmap != nil {
+		defer bitmap.Release()
+	}
+	data := array.NewData(dt, len(vals), []*memory.Buffer{bitmap, values}, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
 // newPrimitive copies vals (and the validity, nil for none) into an array of type dt, whose
 // width must be that of T.
 func newPrimitive[T fixedWidth](mem memory.Allocator, dt arrow.DataType, vals []T, valid []bool) arrow.Array {
@@ -290,7 +309,9 @@ func buildLogits(mem memory.Allocator, dt arrow.DataType, l *polarity.Logits) (a
 // BuildOutput builds an output record for schema: OutputSchema of the input's, or a selection
 // of its columns (SelectColumns), each built from its source: a passthrough column
 // (Batch.Passthrough, shared, not copied) or a computed column of r for batch b. Only the
-// columns schema names are built. weight nil means every weight is 1; reweighted nil means
+// columns schema names are built. The computed columns view r's and weight's memory (not
+// copied; reweighted_advantage is converted into new memory): the record is valid while they are
+// unchanged, so a caller writes it before reusing them (as every papo Sink does). weight nil means every weight is 1; reweighted nil means
 // w·A. polarity and reweighted_advantage are null for tokens without an advantage. The caller
 // releases the record.
 func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.Record, b *polarity.Batch,
@@ -345,19 +366,19 @@ func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.R
 		var a arrow.Array
 		switch outputColumns[k] {
 		case ColEntropy:
-			a = newPrimitive(mem, f32, r.Entropy, nil)
+			a = viewPrimitive(mem, f32, r.Entropy, nil)
 		case ColLogprob:
-			a = newPrimitive(mem, f32, r.Logprob, nil)
+			a = viewPrimitive(mem, f32, r.Logprob, nil)
 		case ColSampledTerm:
-			a = newPrimitive(mem, f32, r.SampledTerm, nil)
+			a = viewPrimitive(mem, f32, r.SampledTerm, nil)
 		case ColCorrection:
-			a = newPrimitive(mem, f32, r.Correction, nil)
+			a = viewPrimitive(mem, f32, r.Correction, nil)
 		case ColPolarityFactor:
-			a = newPrimitive(mem, f32, r.PolarityFactor, nil)
+			a = viewPrimitive(mem, f32, r.PolarityFactor, nil)
 		case ColPolarity:
-			a = newPrimitive(mem, f32, r.Polarity, r.PolarityValid)
+			a = viewPrimitive(mem, f32, r.Polarity, r.PolarityValid)
 		case ColPredictedDeltaH:
-			a = newPrimitive(mem, f32, r.PredictedDeltaH, nil)
+			a = viewPrimitive(mem, f32, r.PredictedDeltaH, nil)
 		case ColWeight:
 			a = weightColumn(mem, weight, n)
 		case ColReweightedAdvantage:
@@ -423,7 +444,7 @@ func weightColumn(mem memory.Allocator, weight []float32, n int) arrow.Array {
 			weight[i] = 1
 		}
 	}
-	return newPrimitive(mem, arrow.PrimitiveTypes.Float32, weight, nil)
+	return viewPrimitive(mem, arrow.PrimitiveTypes.Float32, weight, nil)
 }
 
 // reweightedColumn is the reweighted_advantage column: reweighted (nil: w·A) as float32, null

@@ -6,6 +6,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
+
+	"github.com/entropy-polarity/papo/internal/grow"
 )
 
 // ComputeStats fills out from the batch's row statistics (b.Stats) instead of logits: the
@@ -196,6 +198,13 @@ func (s *StatsColumns) Rows(lo, hi int) *StatsColumns {
 		c[k] = col[lo:hi]
 	}
 	return NewStatsColumns(c)
+}
+
+// Grow makes room for n rows in all, keeping the rows held (grow.To).
+func (s *StatsColumns) Grow(n int) {
+	for _, f := range s.fields() {
+		*f = grow.To(*f, n)
+	}
 }
 
 // Append adds o's rows.

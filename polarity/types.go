@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/entropy-polarity/papo/internal/grow"
 )
 
 // Dtype is the element type of a logits row.
@@ -245,6 +247,16 @@ func (r *Result) Rows(lo, hi int) Result {
 	return Result{Entropy: r.Entropy[lo:hi], Logprob: r.Logprob[lo:hi], SampledTerm: r.SampledTerm[lo:hi],
 		Correction: r.Correction[lo:hi], PolarityFactor: r.PolarityFactor[lo:hi], Polarity: r.Polarity[lo:hi],
 		PolarityValid: r.PolarityValid[lo:hi], PredictedDeltaH: r.PredictedDeltaH[lo:hi]}
+}
+
+// Grow makes room for n rows in all, keeping the rows held; capacity at least doubles when it
+// grows (grow.To), so that appending batch after batch copies each row at most about once.
+func (r *Result) Grow(n int) {
+	for _, c := range []*[]float32{&r.Entropy, &r.Logprob, &r.SampledTerm, &r.Correction, &r.PolarityFactor,
+		&r.Polarity, &r.PredictedDeltaH} {
+		*c = grow.To(*c, n)
+	}
+	r.PolarityValid = grow.To(r.PolarityValid, n)
 }
 
 // Append adds o's rows.

@@ -3,6 +3,8 @@ package run
 import (
 	"sync"
 
+	"github.com/entropy-polarity/papo/internal/grow"
+
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -85,6 +87,9 @@ func unpark[T any](store *[]T, n int) []T {
 // statistics.
 func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity.StatsColumns, lo, hi int) {
 	d := &s.batch
+	if need := s.n + hi - lo; need > cap(d.TokenID) {
+		s.grow(max(need, 2*cap(d.TokenID)))
+	}
 	d.TokenID = append(d.TokenID, b.TokenID[lo:hi]...)
 	// A column is present in every batch of an input or in none (the schema is the input's).
 	if b.Advantage != nil {
@@ -108,6 +113,20 @@ func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity
 		s.stats.Append(st.Rows(lo, hi))
 	}
 	s.n += hi - lo
+}
+
+// grow makes room for n rows in every column present, so that the appends that follow copy
+// nothing already held (a column that appears later grows at the next call).
+func (s *stepBuf) grow(n int) {
+	d := &s.batch
+	d.TokenID = grow.To(d.TokenID, n)
+	if d.TokenID == nil {
+		d.TokenID = make([]int32, 0, n)
+	}
+	d.Advantage, d.OldLogprob = grow.To(d.Advantage, n), grow.To(d.OldLogprob, n)
+	d.AdvantageValid, d.OldLogprobValid, d.Mask = grow.To(d.AdvantageValid, n), grow.To(d.OldLogprobValid, n), grow.To(d.Mask, n)
+	s.res.Grow(n)
+	s.stats.Grow(n)
 }
 
 // appendValid appends rows [lo, hi) of the validity src (nil: all true) to dst, which holds n
@@ -160,7 +179,7 @@ func (s *stepBuf) tokens(step int64, clip *polarity.ClipRange) *papo.StepTokens 
 		t.Advantage, t.HasAdvantage = b.Advantage, b.AdvantageValid
 	} else {
 		// No advantage column: every token passes through (w = 1, Ã = A = 0).
-		s.zeros, s.falses = sized(s.zeros, s.n), sized(s.falses, s.n)
+		s.zeros, s.falses = grow.Len(s.zeros, s.n), grow.Len(s.falses, s.n)
 		clear(s.zeros)
 		clear(s.falses)
 		t.Advantage, t.HasAdvantage = s.zeros, s.falses
@@ -173,16 +192,8 @@ func (s *stepBuf) tokens(step int64, clip *polarity.ClipRange) *papo.StepTokens 
 
 // outputs are the reweighter's output slices for the buffered step (not cleared).
 func (s *stepBuf) outputs() ([]float32, []float64) {
-	s.weight, s.reweighted = sized(s.weight, s.n), sized(s.reweighted, s.n)
+	s.weight, s.reweighted = grow.Len(s.weight, s.n), grow.Len(s.reweighted, s.n)
 	return s.weight, s.reweighted
-}
-
-// sized is s with length n, reallocated when its capacity is short.
-func sized[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
 }
 
 // Buffers keeps the step buffers of finished runs for the next run (a server's next request),
