@@ -57,9 +57,15 @@ func (Codec) ReadTable(f *os.File, mem memory.Allocator) (recordSource, error) {
 	return &table{rr: rr, schema: withKeyValues(rr.Schema(), pf.MetaData().KeyValueMetadata())}, nil
 }
 
-// WriteTable starts a Parquet file with schema on w: Snappy-compressed, the Arrow schema stored.
+// WriteTable starts a Parquet file with schema on w: Snappy-compressed, the Arrow schema stored,
+// without dictionary encoding. papo's float columns (the computed ones, advantages, statistics)
+// and its sequence ids take nearly as many values as rows, so a dictionary fills up and is
+// dropped after its hashing has been paid for: papo analyze of the 4M-row statistics file to
+// .parquet took 7.4 s with dictionaries (201 MB) and takes 1.3 s without (148 MB).
 func (Codec) WriteTable(w io.Writer, schema *arrow.Schema, mem memory.Allocator) (recordWriter, error) {
-	props := pq.NewWriterProperties(pq.WithAllocator(mem), pq.WithCompression(compress.Codecs.Snappy))
+	opts := []pq.WriterProperty{pq.WithAllocator(mem), pq.WithCompression(compress.Codecs.Snappy),
+		pq.WithDictionaryDefault(false)}
+	props := pq.NewWriterProperties(opts...)
 	return pqarrow.NewFileWriter(schema, w, props,
 		pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	pq "github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/io/parquet"
@@ -91,4 +94,54 @@ func withMetadata(sch *arrow.Schema, key, value string) *arrow.Schema {
 	}
 	m := arrow.NewMetadata(keys, vals)
 	return arrow.NewSchema(sch.Fields(), &m)
+}
+
+// TestNoDictionary: papo's Parquet columns are written without dictionary encoding (hashing
+// values that are nearly all distinct was most of the time of writing a large output), and
+// Snappy-compressed, as docs/SCHEMA.md says.
+func TestNoDictionary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.parquet")
+	r, err := papoio.Open(duckdb, nil, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := papoio.Create(path, r.Schema(), nil, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		if err := w.Write(r.Batch().Record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	if err := errors.Join(r.Err(), w.Close()); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	md := pf.MetaData()
+	if md.NumRowGroups() == 0 {
+		t.Fatal("no row groups")
+	}
+	for g := range md.NumRowGroups() {
+		rg := md.RowGroup(g)
+		for c := range rg.NumColumns() {
+			cc, err := rg.ColumnChunk(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.Compression() != compress.Codecs.Snappy {
+				t.Errorf("row group %d column %s: compression %v; want snappy", g, cc.PathInSchema(), cc.Compression())
+			}
+			for _, e := range cc.Encodings() {
+				if e == pq.Encodings.PlainDict || e == pq.Encodings.RLEDict {
+					t.Errorf("row group %d column %s: dictionary encoding %v", g, cc.PathInSchema(), e)
+				}
+			}
+		}
+	}
 }
