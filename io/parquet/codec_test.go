@@ -28,25 +28,7 @@ var duckdb = filepath.Join("testdata", "duckdb_rowstats.parquet")
 // DuckDB wrote and for papo's own.
 func TestParquetMetadata(t *testing.T) {
 	own := filepath.Join(t.TempDir(), "own.parquet")
-	{
-		r, err := papoio.Open(duckdb, nil, tables)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := papoio.Create(own, withMetadata(r.Schema(), "papo.temperature", "0.25"), nil, tables)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for r.Next() {
-			if err := w.Write(r.Batch().Record); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r.Close()
-		if err := errors.Join(r.Err(), w.Close()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rewrite(t, own, func(s *arrow.Schema) *arrow.Schema { return withMetadata(s, "papo.temperature", "0.25") })
 	for _, tc := range []struct {
 		path    string
 		tau, lr float64
@@ -101,23 +83,7 @@ func withMetadata(sch *arrow.Schema, key, value string) *arrow.Schema {
 // Snappy-compressed, as docs/SCHEMA.md says.
 func TestNoDictionary(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.parquet")
-	r, err := papoio.Open(duckdb, nil, tables)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := papoio.Create(path, r.Schema(), nil, tables)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for r.Next() {
-		if err := w.Write(r.Batch().Record); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.Close()
-	if err := errors.Join(r.Err(), w.Close()); err != nil {
-		t.Fatal(err)
-	}
+	rewrite(t, path, func(s *arrow.Schema) *arrow.Schema { return s })
 	pf, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		t.Fatal(err)
@@ -143,5 +109,28 @@ func TestNoDictionary(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// rewrite writes the DuckDB file's rows to the Parquet file dst with the schema schema gives
+// for the file's.
+func rewrite(t *testing.T, dst string, schema func(*arrow.Schema) *arrow.Schema) {
+	t.Helper()
+	r, err := papoio.Open(duckdb, nil, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := papoio.Create(dst, schema(r.Schema()), nil, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		if err := w.Write(r.Batch().Record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(r.Err(), w.Close()); err != nil {
+		t.Fatal(err)
 	}
 }
