@@ -151,7 +151,132 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 		alone.Seconds(), float64(rows)/alone.Seconds())
 	fmt.Fprintf(env.stdout, "\nserver peak resident memory after the first small request: %.0f MiB; the peak RSS column is each row's, over that\n",
 		float64(idle)/(1<<20))
+	return benchRowStatsCLI(env, dir, stats, rows, reps)
+}
+
+// benchRowStatsCLI times `papo analyze` (a child process, as a user runs it) on the same rows as
+// an Arrow IPC file, to .arrow and to .parquet, next to the limit measured in the same run: the
+// .arrow output's bytes written to a new file and synced, as the output is.
+func benchRowStatsCLI(env *environment, dir, stream string, rows, reps int) error {
+	in := filepath.Join(dir, "stats.arrow")
+	if err := streamToFile(stream, in); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "\npapo analyze FILE -o OUT --device cpu on the same rows as an Arrow IPC file (%s), a child process each\n\n", benchBytes(in))
+	fmt.Fprintln(env.stdout, "| output | tokens | bytes written | seconds (best of "+strconv.Itoa(reps)+") | tokens/s | peak RSS |")
+	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|")
+	var arrowBytes int64
+	for _, ext := range []string{"arrow", "parquet"} {
+		out := filepath.Join(dir, "out."+ext)
+		var best time.Duration
+		var rss int64
+		for range reps + 1 { // the first run is untimed: the page cache holds the input after it
+			cmd := exec.Command(self, "analyze", in, "-o", out, "--device", "cpu", "--quiet")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("papo analyze to .%s: %w: %s", ext, err, stderr.String())
+			}
+			d := time.Since(start)
+			if best == 0 || d < best {
+				best, rss = d, maxRSS(cmd.ProcessState)
+			}
+		}
+		fi, err := os.Stat(out)
+		if err != nil {
+			return err
+		}
+		if ext == "arrow" {
+			arrowBytes = fi.Size()
+		}
+		fmt.Fprintf(env.stdout, "| .%s | %d | %d | %.4f | %.0f | %.0f MiB |\n", ext, rows, fi.Size(), best.Seconds(),
+			float64(rows)/best.Seconds(), float64(rss)/(1<<20))
+	}
+	limit, err := writeAlone(filepath.Join(dir, "alone.bin"), arrowBytes, reps)
+	if err != nil {
+		return fmt.Errorf("writing alone: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "| the .arrow output's bytes written to a new file and synced, alone | %d | %d | %.4f | %.0f | |\n", rows, arrowBytes,
+		limit.Seconds(), float64(rows)/limit.Seconds())
 	return nil
+}
+
+// streamToFile writes the IPC stream file src as the IPC file dst.
+func streamToFile(src, dst string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := ipc.NewReader(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	defer r.Release()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	w, err := ipc.NewFileWriter(out, ipc.WithSchema(r.Schema()))
+	if err != nil {
+		return err
+	}
+	for r.Next() {
+		if err := w.Write(r.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// writeAlone is the shortest of reps writes of n bytes (1 MiB at a time) to a new file at path,
+// synced and closed: what writing an output of n bytes costs this machine at the least.
+func writeAlone(path string, n int64, reps int) (time.Duration, error) {
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 131)
+	}
+	var best time.Duration
+	for range reps {
+		os.Remove(path)
+		start := time.Now()
+		f, err := os.Create(path)
+		if err != nil {
+			return 0, err
+		}
+		for left := n; left > 0 && err == nil; left -= int64(len(buf)) {
+			_, err = f.Write(buf[:min(left, int64(len(buf)))])
+		}
+		if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+			return 0, err
+		}
+		if d := time.Since(start); best == 0 || d < best {
+			best = d
+		}
+	}
+	os.Remove(path)
+	return best, nil
+}
+
+// benchBytes is a file's size in MB, or why it is not known.
+func benchBytes(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%.0f MB", float64(fi.Size())/1e6)
 }
 
 // socketAlone is the shortest of reps transfers of req through a unix socket (this process's
