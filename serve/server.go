@@ -138,7 +138,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 // keptStepBuffers is how many step buffers the server keeps between requests: one, the
-// trainer's next request (64 bytes a token of the largest step served, measured on a 4M-token step).
+// trainer's next request (up to 60 bytes a token of the largest step served, 58 measured on a
+// 4M-token step; docs/PROTOCOL.md).
 const keptStepBuffers = 1
 
 // statePath is the state file of a run.
