@@ -138,7 +138,7 @@ func vlog1p(x float64) float64 {
 	p2 = math.FMA(w, p2, vlogPoly[2])
 	p2 = math.FMA(w, p2, vlogPoly[0])
 	R := math.FMA(w, p1, z*p2)
-	hfsq := (0.5 * fm) * fm
+	hfsq := float64((0.5 * fm) * fm) // float64(·): not to be fused into hfsq − a or hfsq + R
 	cu := c / u
 	a := math.FMA(s, hfsq+R, math.FMA(k, vLn2Lo, cu))
 	return math.FMA(k, vLn2Hi, -((hfsq - a) - fm))
