@@ -183,3 +183,34 @@ func TestStatsRunBitForBit(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkComputeStats: ComputeStats on 16,384 rows (one piece, so one goroutine) with
+// advantages and old log-probabilities, in ns a row.
+//
+//	go test ./polarity -run='^$' -bench=ComputeStats
+func BenchmarkComputeStats(b *testing.B) {
+	const n, v = statsPieceRows, 7
+	rng := rand.New(rand.NewPCG(5, 23))
+	in := &Batch{Logits: Logits{Dtype: Float32, V: v, F32: make([]float32, n*v)}, TokenID: make([]int32, n),
+		Advantage: make([]float64, n), OldLogprob: make([]float32, n)}
+	for i := range in.Logits.F32 {
+		in.Logits.F32[i] = float32(rng.NormFloat64() * 3)
+	}
+	for i := range n {
+		in.TokenID[i] = int32(rng.IntN(v))
+		in.Advantage[i] = rng.NormFloat64()
+	}
+	var res Result
+	var st StatsColumns
+	if err := NewCPU(1).(StatsEngine).ComputeWithStats(context.Background(), in, DefaultParams(), &res, &st); err != nil {
+		b.Fatal(err)
+	}
+	copy(in.OldLogprob, res.Logprob)
+	batch := &Batch{TokenID: in.TokenID, Advantage: in.Advantage, OldLogprob: in.OldLogprob, Stats: &st}
+	for b.Loop() {
+		if err := ComputeStats(context.Background(), batch, DefaultParams(), &res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+}
