@@ -25,23 +25,26 @@ const (
 	vexpScaleLo = 0x4338000000000000 - 2046 // bits(vexpShift) less the double bias
 )
 
-// vexpPoly: e^r = 1 + r + r²·q(r), q(r) = Σ_{k=2}^{14} r^{k−2}/k!, the Taylor series (its
-// truncation, r^15/15! at |r| = ln2/2, is 1e-19 relative); q's coefficients from the highest.
-var vexpPoly = [13]float64{
-	1.0 / 87178291200, // 1/14!
-	1.0 / 6227020800,
-	1.0 / 479001600,
-	1.0 / 39916800,
-	1.0 / 3628800,
-	1.0 / 362880,
-	1.0 / 40320,
-	1.0 / 5040,
-	1.0 / 720,
-	1.0 / 120,
-	1.0 / 24,
-	1.0 / 6,
-	1.0 / 2, // 1/2!
-}
+// e^r = 1 + r + r²·q(r), q(r) = Σ_{k=2}^{14} r^{k−2}/k!, the Taylor series (its truncation,
+// r^15/15! at |r| = ln2/2, is 1e-19 relative).
+const (
+	vexpC2  = 1.0 / 2
+	vexpC3  = 1.0 / 6
+	vexpC4  = 1.0 / 24
+	vexpC5  = 1.0 / 120
+	vexpC6  = 1.0 / 720
+	vexpC7  = 1.0 / 5040
+	vexpC8  = 1.0 / 40320
+	vexpC9  = 1.0 / 362880
+	vexpC10 = 1.0 / 3628800
+	vexpC11 = 1.0 / 39916800
+	vexpC12 = 1.0 / 479001600
+	vexpC13 = 1.0 / 6227020800
+	vexpC14 = 1.0 / 87178291200
+)
+
+// vexpPoly are q's coefficients from the highest, in the order of the assembly's Horner steps.
+var vexpPoly = [13]float64{vexpC14, vexpC13, vexpC12, vexpC11, vexpC10, vexpC9, vexpC8, vexpC7, vexpC6, vexpC5, vexpC4, vexpC3, vexpC2}
 
 // vexp is e^x: NaN for NaN, +Inf above ~709.78 (and for +Inf), 0 below ~−745.13 (and for −Inf),
 // subnormal results rounded once from the 53-bit result.
@@ -66,10 +69,18 @@ func vexp(x float64) float64 {
 	t1 := math.FMA(-n, vLn2Hi, x)
 	r := math.FMA(-n, vLn2Lo, t1)
 	rlo := math.FMA(-n, vLn2Lo, t1-r)
-	q := vexpPoly[0]
-	for _, c := range vexpPoly[1:] {
-		q = math.FMA(q, r, c)
-	}
+	q := math.FMA(vexpC14, r, vexpC13) // Horner, as vexpPoly
+	q = math.FMA(q, r, vexpC12)
+	q = math.FMA(q, r, vexpC11)
+	q = math.FMA(q, r, vexpC10)
+	q = math.FMA(q, r, vexpC9)
+	q = math.FMA(q, r, vexpC8)
+	q = math.FMA(q, r, vexpC7)
+	q = math.FMA(q, r, vexpC6)
+	q = math.FMA(q, r, vexpC5)
+	q = math.FMA(q, r, vexpC4)
+	q = math.FMA(q, r, vexpC3)
+	q = math.FMA(q, r, vexpC2)
 	r2 := r * r
 	s := math.FMA(r2, q, rlo)
 	h := 1 + r
