@@ -4,6 +4,7 @@ package polarity
 
 import (
 	"math"
+	"os"
 
 	"golang.org/x/sys/cpu"
 )
@@ -27,9 +28,16 @@ func vmathSupported(k Kernel) bool {
 }
 
 // vmathKernel is the widest kernel the processor runs, chosen once from its features (which do
-// not change): expBatch and log1pBatch use it. The kernels give the same numbers, so it decides
-// only the speed.
+// not change), or the one PAPO_CPU_KERNEL names if it runs (as BestKernel; for comparisons):
+// expBatch and log1pBatch use it. The kernels give the same numbers, so it decides only the
+// speed.
 var vmathKernel = func() Kernel {
+	name := os.Getenv("PAPO_CPU_KERNEL")
+	for _, k := range [...]Kernel{KernelGo, KernelAVX2, KernelAVX512} {
+		if name != "" && k.String() == name && vmathSupported(k) {
+			return k
+		}
+	}
 	for _, k := range [...]Kernel{KernelAVX512, KernelAVX2} {
 		if vmathSupported(k) {
 			return k
