@@ -20,5 +20,7 @@
 // over blocks of 4,096 logits (block.go states the contract): the pure-Go loop everywhere, and
 // AVX2+FMA and AVX-512F assembly kernels chosen at run time on amd64 (kernel_amd64.s; the noasm
 // build tag leaves them out). Kernels lists what a build and processor run; PAPO_CPU_KERNEL
-// forces one.
+// forces one. The float64 e^x and log1p of the finishing step (Sums.Finalize, RowStats.Sampled,
+// Finish, and ComputeStats in batches) are vexp and vlog1p (vmath.go), pure Go with AVX2+FMA and
+// AVX-512F batch kernels that give the same numbers bit for bit.
 package polarity

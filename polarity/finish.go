@@ -75,7 +75,7 @@ func Finish(b *Batch, i int, p Params, entropy, logpi, sampled, correction float
 		if math.IsInf(logpi, -1) {
 			return o, nil // r = 0
 		}
-		ratio = math.Exp(logpi - old)
+		ratio = vexp(logpi - old) // as statsRun, bit for bit
 		if p.Clip().Clipped(adv, ratio) {
 			return o, nil
 		}

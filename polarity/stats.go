@@ -87,7 +87,33 @@ func statsRows(ctx context.Context, b *Batch, p Params, out *Result, lo, hi int)
 // at the first row that is not plain — statistics outside their domain, u_a = −Inf or above
 // the maximum, an advantage or a needed old log-probability that is not finite — and returns
 // its index (hi when there is none), for rowFromStats to give its outputs or its error.
+//
+// The logarithms and exponentials (vlog1p and vexp, which rowFromStats and Finish use too) are
+// batched over runs of rows (statsChunk, the first of a call statsFirstChunk: a call that stops
+// soon after it starts computes few in vain), in the assembly kernels where the processor has
+// them; a row that is not plain gives them garbage, unused.
 func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
+	size := statsFirstChunk
+	for c := lo; c < hi; c += size {
+		if c > lo {
+			size = statsChunk
+		}
+		end := min(hi, c+size)
+		if i := statsChunkRun(b, p, out, c, end); i != end {
+			return i
+		}
+	}
+	return hi
+}
+
+// statsChunk and statsFirstChunk are the rows of statsRun's runs.
+const (
+	statsChunk      = 256
+	statsFirstChunk = 32
+)
+
+// statsChunkRun is statsRun on rows [lo, hi), hi − lo ≤ statsChunk.
+func statsChunkRun(b *Batch, p Params, out *Result, lo, hi int) int {
 	st := b.Stats
 	mx, rs, v1, v2, v3, sa := st.Max[lo:hi], st.SumExpRest[lo:hi], st.SumExpV[lo:hi], st.SumExp2[lo:hi], st.SumExp2V[lo:hi], st.Sampled[lo:hi]
 	adv, advValid, mask := b.Advantage, b.AdvantageValid, b.Mask
@@ -95,6 +121,23 @@ func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
 	natural, clip := p.NaturalGradient, p.Clip()
 	scale := p.LR / (p.Temperature * p.Temperature)
 	finite := func(x float64) bool { return x-x == 0 }
+
+	// log1p(s0 − 1), log π_a, π_a and the ratio exp(log π_a − log π_old) of every row.
+	var logS0s, logpis, pis, ratios [statsChunk]float64
+	n := len(mx)
+	log1pBatch(logS0s[:n], rs)
+	for k := range n {
+		logpis[k] = (sa[k] - mx[k]) - logS0s[k]
+	}
+	expBatch(pis[:n], logpis[:n])
+	if old != nil {
+		no := max(0, min(n, len(old)-lo)) // a short column fails below, at the row that needs it
+		for k := range no {
+			ratios[k] = logpis[k] - float64(old[lo+k])
+		}
+		expBatch(ratios[:no], ratios[:no])
+	}
+
 	for k := range mx {
 		i := lo + k
 		m, rest, s1, s2, s3, ua := mx[k], rs[k], v1[k], v2[k], v3[k], sa[k]
@@ -108,14 +151,14 @@ func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
 		}
 		// Sums.Finalize
 		s0 := 1 + rest
-		logS0 := math.Log1p(rest)
+		logS0 := logS0s[k] // vlog1p(rest)
 		shift := s1 / s0
 		h := logS0 - shift
 		c := (s3 - shift*s2) / (s0 * s0)
 		// RowStats.Sampled
 		va := ua - m
-		logpi := va - logS0
-		sampled := math.Exp(logpi) * (va - shift)
+		logpi := logpis[k]               // va − logS0
+		sampled := pis[k] * (va - shift) // vexp(logpi)·(va − shift)
 		// Finish
 		var t float64
 		if natural {
@@ -141,7 +184,7 @@ func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
 					if !finite(o) {
 						return i
 					}
-					ratio = math.Exp(logpi - o)
+					ratio = ratios[k] // vexp(logpi − o)
 					clipped = clip.Clipped(a, ratio)
 				}
 				if !clipped {

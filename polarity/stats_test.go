@@ -183,3 +183,147 @@ func TestStatsRunBitForBit(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkComputeStats: ComputeStats on 16,384 rows (one piece, so one goroutine) with
+// advantages and old log-probabilities, in ns a row.
+//
+//	go test ./polarity -run='^$' -bench=ComputeStats
+func BenchmarkComputeStats(b *testing.B) {
+	const n, v = statsPieceRows, 7
+	rng := rand.New(rand.NewPCG(5, 23))
+	in := &Batch{Logits: Logits{Dtype: Float32, V: v, F32: make([]float32, n*v)}, TokenID: make([]int32, n),
+		Advantage: make([]float64, n), OldLogprob: make([]float32, n)}
+	for i := range in.Logits.F32 {
+		in.Logits.F32[i] = float32(rng.NormFloat64() * 3)
+	}
+	for i := range n {
+		in.TokenID[i] = int32(rng.IntN(v))
+		in.Advantage[i] = rng.NormFloat64()
+	}
+	var res Result
+	var st StatsColumns
+	if err := NewCPU(1).(StatsEngine).ComputeWithStats(context.Background(), in, DefaultParams(), &res, &st); err != nil {
+		b.Fatal(err)
+	}
+	copy(in.OldLogprob, res.Logprob)
+	batch := &Batch{TokenID: in.TokenID, Advantage: in.Advantage, OldLogprob: in.OldLogprob, Stats: &st}
+	for b.Loop() {
+		if err := ComputeStats(context.Background(), batch, DefaultParams(), &res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/row")
+}
+
+// statsModelRow is one row of statistics with an advantage and an old log-probability.
+type statsModelRow struct {
+	m, rest, s1, s2, s3, ua, adv float64
+	old                          float32
+}
+
+// statsModel is the float64 arithmetic of rowFromStats and Finish (DefaultParams: τ = 1,
+// η = 1, no clipping) with the exponential and log1p given: entropy, log π_a, S_a and ΔĤ.
+func statsModel(r statsModelRow, exp, log1p func(float64) float64) [4]float64 {
+	s0 := 1 + r.rest
+	logS0 := log1p(r.rest)
+	shift := r.s1 / s0
+	h := logS0 - shift
+	c := (r.s3 - shift*r.s2) / (s0 * s0)
+	va := r.ua - r.m
+	logpi := va - logS0
+	sampled := exp(logpi) * (va - shift)
+	pol := r.adv * (c - sampled)
+	dh := 1 * 1 * exp(logpi-float64(r.old)) * pol
+	return [4]float64{h, logpi, sampled, dh}
+}
+
+// TestStatsRunVMath: on rows built so that one output's float32 differs when math.Exp and
+// math.Log1p replace vexp and vlog1p (in the log1p, in π_a or in the ratio), ComputeStats
+// (statsRun, the batch kernels) and rowFromStats both give the outputs of vexp and vlog1p. A
+// 1-ulp float64 difference seldom shows in a float32 output: TestStatsRunBitForBit's random rows
+// would not see statsRun and Finish differ by that.
+func TestStatsRunVMath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 8))
+	f32 := func(x [4]float64) [4]float32 {
+		return [4]float32{float32(x[0]), float32(x[1]), float32(x[2]), float32(x[3])}
+	}
+	v := func(r statsModelRow) [4]float32 { return f32(statsModel(r, vexp, vlog1p)) }
+	m := func(r statsModelRow) [4]float32 { return f32(statsModel(r, math.Exp, math.Log1p)) }
+	mid := func(x float64) float64 { // a float32 rounding boundary next to x
+		f := float32(x)
+		return (float64(f) + float64(math.Nextafter32(f, float32(math.Inf(1))))) / 2
+	}
+	var rows []statsModelRow
+	var targets []int
+	const perTarget = 12
+	for target := range 4 {
+		found := 0
+		for try := 0; found < perTarget && try < 20000; try++ {
+			r := statsModelRow{rest: math.Exp(rng.Float64()*10 - 3), ua: -rng.Float64()}
+			r.s1 = -rng.Float64() * r.rest
+			r.s2 = 1 + rng.Float64()*r.rest
+			r.s3 = -rng.Float64() * r.rest
+			r.adv = rng.NormFloat64()
+			logpi := r.ua - vlog1p(r.rest)
+			r.old = float32(logpi + 0.1*rng.NormFloat64())
+			knob := &r.s1 // the input moved, and where to: next to a float32 boundary of the output
+			s0 := 1 + r.rest
+			switch out := statsModel(r, vexp, vlog1p)[target]; target {
+			case 0: // H = logS0 − shift
+				r.s1 = (vlog1p(r.rest) - mid(out)) * s0
+			case 1: // log π_a = u_a − logS0
+				knob = &r.ua
+				r.ua = mid(out) + vlog1p(r.rest)
+			case 2: // S_a = π_a·(u_a − shift)
+				r.s1 = (r.ua - mid(out)/vexp(logpi)) * s0
+			case 3: // ΔĤ = ratio·A·T
+				knob = &r.adv
+				r.adv *= mid(out) / out
+			}
+			if r.s1 > 0 || r.ua > 0 {
+				continue
+			}
+			x0 := *knob
+			for k := range 129 {
+				*knob = x0 + float64(k-64)*0x1p-52*math.Abs(x0)
+				if v(r)[target] != m(r)[target] && r.s1 <= 0 && r.ua <= 0 {
+					rows = append(rows, r)
+					targets = append(targets, target)
+					found++
+					break
+				}
+			}
+		}
+		if found < perTarget {
+			t.Fatalf("output %d: found %d rows of %d", target, found, perTarget)
+		}
+	}
+	n := len(rows)
+	st := &StatsColumns{}
+	st.Resize(n)
+	b := &Batch{TokenID: make([]int32, n), Advantage: make([]float64, n), OldLogprob: make([]float32, n), Stats: st}
+	for i, r := range rows {
+		st.Max[i], st.SumExpRest[i], st.SumExpV[i], st.SumExp2[i], st.SumExp2V[i], st.Sampled[i] = r.m, r.rest, r.s1, r.s2, r.s3, r.ua
+		b.Advantage[i], b.OldLogprob[i] = r.adv, r.old
+	}
+	var got Result
+	if err := ComputeStats(context.Background(), b, DefaultParams(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		o, err := rowFromStats(b, i, DefaultParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, math := v(r), m(r)
+		for k, g := range [...][4]float32{
+			{got.Entropy[i], got.Logprob[i], got.SampledTerm[i], got.PredictedDeltaH[i]},
+			{float32(o.Entropy), float32(o.Logprob), float32(o.SampledTerm), float32(o.PredictedDeltaH)},
+		} {
+			if g != want {
+				t.Errorf("row %d (%+v), output %d: %s gives %v, vexp and vlog1p %v (math.Exp and math.Log1p %v)",
+					i, r, targets[i], [...]string{"ComputeStats", "rowFromStats"}[k], g, want, math)
+			}
+		}
+	}
+}

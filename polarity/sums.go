@@ -108,7 +108,7 @@ type RowStats struct {
 // absolute error is a few ulps of (|S3| + |s1/s0|·S2)/s0².
 func (s Sums) Finalize() RowStats {
 	s0 := 1 + s.Rest
-	logS0 := math.Log1p(s.Rest)
+	logS0 := vlog1p(s.Rest) // vlog1p and vexp, as statsRun (bit for bit)
 	shift := s.S1 / s0
 	return RowStats{
 		M:         s.M,
@@ -132,5 +132,5 @@ func (r RowStats) Sampled(ua float64) (logpi, sampled float64) {
 	}
 	va := ua - r.M
 	logpi = va - r.LogS0
-	return logpi, math.Exp(logpi) * (va - r.MeanShift)
+	return logpi, vexp(logpi) * (va - r.MeanShift)
 }
