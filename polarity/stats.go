@@ -85,8 +85,9 @@ func statsRows(ctx context.Context, b *Batch, p Params, out *Result, lo, hi int)
 // statsRun is rowFromStats and Finish on rows [lo, hi) with the same operations in the same
 // order (so the same numbers bit for bit), written as one loop without per-row calls: it stops
 // at the first row that is not plain — statistics outside their domain, u_a = −Inf or above
-// the maximum, an advantage or a needed old log-probability that is not finite — and returns
-// its index (hi when there is none), for rowFromStats to give its outputs or its error.
+// the maximum, u_a − m beyond float64 (finite statistics of opposite huge signs), an advantage
+// or a needed old log-probability that is not finite — and returns its index (hi when there is
+// none), for rowFromStats to give its outputs or its error.
 //
 // The logarithms and exponentials (vlog1p and vexp, which rowFromStats and Finish use too) are
 // batched over runs of rows (statsChunk, the first of a call statsFirstChunk: a call that stops
@@ -146,7 +147,7 @@ func statsChunkRun(b *Batch, p Params, out *Result, lo, hi int) int {
 			am = 1
 		}
 		if !finite(m) || !finite(rest) || rest < 0 || !finite(s1) || s1 > 0 || !finite(s2) || s2 <= 0 ||
-			!finite(s3) || s3 > 0 || !finite(ua) || ua > m+1e-6*am {
+			!finite(s3) || s3 > 0 || !finite(ua) || ua > m+1e-6*am || !finite(ua-m) {
 			return i
 		}
 		// Sums.Finalize

@@ -112,6 +112,9 @@ func TestStatsRunBitForBit(t *testing.T) {
 		if i%97 == 0 {
 			b.Stats.Sampled[i] = math.Inf(-1) // a token of probability 0: rowFromStats' row
 		}
+		if i%101 == 50 { // u_a − m overflows to −Inf from finite statistics: probability 0 too
+			b.Stats.Max[i], b.Stats.Sampled[i] = math.MaxFloat64, -math.MaxFloat64
+		}
 	}
 	clipped := DefaultParams()
 	clipped.ClipLow, clipped.ClipHigh, clipped.LR, clipped.Temperature = 0.2, 0.28, 0.3, 0.7
