@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 )
 
 const usageText = `papo: entropy polarity of RL rollouts (Arrow IPC in, Arrow/Parquet/CSV/JSONL out)
@@ -44,19 +45,32 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+// mainCode is main's work: its deferred calls (the profile) run before the process exits.
+func mainCode() int {
 	// PAPO_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool pprof`).
 	if path := os.Getenv("PAPO_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
-			code := execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-			pprof.StopCPUProfile()
-			f.Close()
-			os.Exit(code)
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		} else {
+			fmt.Fprintf(os.Stderr, "papo: cannot write the CPU profile to %s\n", path)
 		}
-		fmt.Fprintf(os.Stderr, "papo: cannot write the CPU profile to %s\n", path)
 	}
-	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	code := execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	// PAPO_PEAK_RSS=FILE writes the process's peak resident memory in bytes to FILE at exit
+	// (papo bench times papo analyze as a child process and reads it there; Linux).
+	if path := os.Getenv(peakRSSEnv); path != "" {
+		if b, err := vmHWM("/proc/self/status"); err == nil {
+			os.WriteFile(path, []byte(strconv.FormatInt(b, 10)), 0o644)
+		}
+	}
+	return code
 }
+
+// peakRSSEnv names the file for the peak resident memory at exit.
+const peakRSSEnv = "PAPO_PEAK_RSS"
 
 // execute is main without the process: it returns the exit status.
 func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
