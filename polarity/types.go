@@ -254,9 +254,9 @@ func (r *Result) Rows(lo, hi int) Result {
 func (r *Result) Grow(n int) {
 	for _, c := range []*[]float32{&r.Entropy, &r.Logprob, &r.SampledTerm, &r.Correction, &r.PolarityFactor,
 		&r.Polarity, &r.PredictedDeltaH} {
-		*c = grow.To(*c, n)
+		*c = grow.Cap(*c, n)
 	}
-	r.PolarityValid = grow.To(r.PolarityValid, n)
+	r.PolarityValid = grow.Cap(r.PolarityValid, n)
 }
 
 // Append adds o's rows.

@@ -177,7 +177,16 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 			return se.ComputeWithStats(ctx, in, prm, out, &p.st)
 		}
 	}
-	if err := compute(ctx, &b.Input, p.cfg.Params, &p.res); err != nil {
+	// A batch that continues the step being buffered (the common case: a trainer's request is
+	// one step) is computed straight into the step buffer; one that starts a step or spans
+	// steps goes through p.res and is copied, as the step must be flushed first.
+	out, inPlace := &p.res, p.continuesStep(b.Step, n)
+	var view polarity.Result
+	if inPlace {
+		view = p.buf.results(n)
+		out = &view
+	}
+	if err := compute(ctx, &b.Input, p.cfg.Params, out); err != nil {
 		var re *polarity.RowError
 		if errors.As(err, &re) {
 			return fmt.Errorf("%s: batch %d, row %d (row %d of the input): %s: %s",
@@ -204,8 +213,8 @@ func (p *Pipeline) add(ctx context.Context, b *papoio.Batch) error {
 			}
 			p.cur, p.haveStep = step, true
 		}
-		p.chunks = append(p.chunks, p.keep(pass, &b.Input, lo, hi))
-		p.stats.Add(&b.Input, &p.res, lo, hi)
+		p.chunks = append(p.chunks, p.keep(pass, &b.Input, out, lo, hi, inPlace))
+		p.stats.Add(&b.Input, out, lo, hi)
 		return nil
 	})
 	if err != nil {
@@ -242,15 +251,35 @@ func stepOrderError(name string, b *papoio.Batch, lo int, step, cur int64) error
 		papoio.ColStep, step, cur)
 }
 
-// keep appends rows [lo, hi) of the batch's scalar columns, results and statistics to the step
-// buffer.
-func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, lo, hi int) chunk {
+// continuesStep reports whether all n rows of a batch with the step column steps (nil: step 0)
+// belong to the step being buffered, or start the first step: then the pipeline computes them
+// into the step buffer in place. Rows of several steps, or a new step after a buffered one, are
+// left to stepRuns (which also refuses steps out of order).
+func (p *Pipeline) continuesStep(steps []int64, n int) bool {
+	if n == 0 {
+		return false
+	}
+	first := int64(0)
+	if steps != nil {
+		first = steps[0]
+		for _, s := range steps[1:n] {
+			if s != first {
+				return false
+			}
+		}
+	}
+	return !p.haveStep || first == p.cur
+}
+
+// keep appends rows [lo, hi) of the batch's scalar columns, results r and statistics to the step
+// buffer; inPlace: r is the step buffer's own view (Pipeline.add).
+func (p *Pipeline) keep(pass arrow.Record, b *polarity.Batch, r *polarity.Result, lo, hi int, inPlace bool) chunk {
 	var st *polarity.StatsColumns
 	if p.cfg.RowStats {
 		st = &p.st
 	}
 	off := p.buf.n
-	p.buf.appendRows(b, &p.res, st, lo, hi)
+	p.buf.appendRows(b, r, st, lo, hi, inPlace)
 	return chunk{pass: pass.NewSlice(int64(lo), int64(hi)), lo: off, hi: p.buf.n}
 }
 

@@ -83,13 +83,29 @@ func unpark[T any](store *[]T, n int) []T {
 	return c[:0]
 }
 
-// appendRows adds rows [lo, hi) of the batch b, its results r and (when st is not nil) its
-// statistics.
-func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity.StatsColumns, lo, hi int) {
-	d := &s.batch
-	if need := s.n + hi - lo; need > cap(d.TokenID) {
-		s.grow(max(need, 2*cap(d.TokenID)))
+// reserve makes room for n more rows in every column.
+func (s *stepBuf) reserve(n int) {
+	if need := s.n + n; need > cap(s.batch.TokenID) {
+		s.grow(max(need, 2*cap(s.batch.TokenID)))
 	}
+}
+
+// results is room for the results of n rows after those held, as a view for an engine to fill
+// in place: appendRows with inPlace then takes them as they are, and a batch's results are not
+// copied. Until that appendRows the buffer holds the view's rows as garbage: only reset follows
+// a failure to fill them.
+func (s *stepBuf) results(n int) polarity.Result {
+	s.reserve(n)
+	s.res.Grow(s.n + n)
+	s.res.Resize(s.n + n)
+	return s.res.Rows(s.n, s.n+n)
+}
+
+// appendRows adds rows [lo, hi) of the batch b, its results r and (when st is not nil) its
+// statistics. inPlace says that r is the view that results gave for the whole batch, filled.
+func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity.StatsColumns, lo, hi int, inPlace bool) {
+	d := &s.batch
+	s.reserve(hi - lo)
 	d.TokenID = append(d.TokenID, b.TokenID[lo:hi]...)
 	// A column is present in every batch of an input or in none (the schema is the input's).
 	if b.Advantage != nil {
@@ -108,7 +124,9 @@ func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity
 	d.OldLogprobValid = appendValid(d.OldLogprobValid, &s.spare.oldValid, s.n, b.OldLogprobValid, lo, hi)
 	d.Mask = appendValid(d.Mask, &s.spare.m, s.n, b.Mask, lo, hi)
 
-	s.res.Append(r.Rows(lo, hi))
+	if !inPlace {
+		s.res.Append(r.Rows(lo, hi))
+	}
 	if st != nil {
 		s.stats.Append(st.Rows(lo, hi))
 	}

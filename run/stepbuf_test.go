@@ -1,7 +1,10 @@
 package run
 
 import (
+	"errors"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/entropy-polarity/papo/internal/testinput"
@@ -59,6 +62,36 @@ func TestBuffersReused(t *testing.T) {
 			t.Fatalf("%s: no step buffer kept after the run", tc.name)
 		}
 	}
+	// A run that fails in a batch computed in place (a NaN logit in row 37, the second batch of
+	// its step) leaves the kept buffer as good as new for the next run.
+	runOn := func(data []byte, adv bool, b *Buffers) (*recorder, error) {
+		rw, err := papo.NewReweighter(papoConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return feed(t, data, rw, adv, b)
+	}
+	nan := func(c *papoio.InputColumns) { c.Batch.Logits.F32[37*29+3] = float32(math.NaN()) }
+	bad, err := testinput.Stream(testinput.Spec{V: 29, Steps: testinput.StepRows(80, 4), Seed: 8, Edit: nan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runOn(bad, true, bufs); err == nil || !strings.Contains(err.Error(), "row 37") {
+		t.Fatalf("a NaN logit in row 37: error %v", err)
+	}
+	again, err := testinput.Stream(specs[1].spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err1 := runOn(again, false, nil)
+	reused, err2 := runOn(again, false, bufs)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(reused.pieces, fresh.pieces) {
+		t.Error("after a failed run the reused step buffer gives other rows than a fresh pipeline")
+	}
+
 	// The same input again: the kept buffer is large enough, so it does not grow.
 	before := bufs.bytes()
 	data, err := testinput.Stream(specs[0].spec)

@@ -22,3 +22,13 @@ func Len[T any](s []T, n int) []T {
 	adviseHuge(ns)
 	return ns
 }
+
+// Cap is To for a column that is always present: a nil s gets a new array of n too.
+func Cap[T any](s []T, n int) []T {
+	if s == nil {
+		ns := make([]T, 0, n)
+		adviseHuge(ns)
+		return ns
+	}
+	return To(s, n)
+}

@@ -65,3 +65,13 @@ func TestLen(t *testing.T) {
 		t.Fatal("a large array lost a write")
 	}
 }
+
+func TestCap(t *testing.T) {
+	if got := Cap[float32](nil, 5); got == nil || len(got) != 0 || cap(got) != 5 {
+		t.Fatalf("Cap(nil, 5): nil %v, len %d, cap %d; want an empty slice of capacity 5", got == nil, len(got), cap(got))
+	}
+	s := []float32{1, 2}
+	if got := Cap(s, 3); len(got) != 2 || cap(got) != 4 || got[1] != 2 {
+		t.Fatalf("Cap(len 2 cap 2, 3): %v len %d cap %d; want [1 2], capacity 4", got, len(got), cap(got))
+	}
+}
