@@ -45,15 +45,20 @@ test: vet fmt-check interop-deps test-go test-python closedloop test-race fuzz
 # each kernel the processor runs), then the CPU engine's packages built with `noasm` (pure Go
 # only, as on other architectures).
 test-go:
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags noasm ./polarity/... ./run/... ./bench
+	$(GO_TEST_ENV) $(GO) test -count=1 ./...
+	$(GO_TEST_ENV) $(GO) test -count=1 -tags noasm ./polarity/... ./run/... ./bench
+
+# The Go tests that run Python (torch's row statistics, the peers of papo bench --peers) take
+# the project's environment (PYTHON, below) as PAPO_PYTHON where it exists and PAPO_PYTHON is
+# not set: the python3 on PATH need not have NumPy or torch.
+GO_TEST_ENV = $(if $(PAPO_PYTHON),,$(if $(wildcard $(PYTHON)),PAPO_PYTHON=$(abspath $(PYTHON))))
 
 # The race detector on the packages with goroutines: the CPU engine's workers, the CUDA
 # pipeline and its fallback, the run pipeline, the state's lock and journal, the CLI's signal
 # handling (about 2 minutes on 2 cores).
 RACE_PKGS ?= ./polarity ./cuda/pipeline ./cuda/fallback ./run ./serve ./internal/atomicfile ./papo ./cmd/papo
 test-race:
-	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO_TEST_ENV) $(GO) test -race -count=1 $(RACE_PKGS)
 
 # The fuzz targets, each for its share of time; each fails below its minimum of executed inputs
 # (.ci/fuzz.sh; measured on the 2-core machine: the CSV/JSONL/Parquet tables 740-2,300/s (the low

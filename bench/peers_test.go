@@ -140,10 +140,11 @@ func TestParsePeers(t *testing.T) {
 	}
 }
 
-// peerPython is an interpreter with numpy (and torch if PAPO_REQUIRE_TORCH=1), or skips.
+// peerPython is an interpreter with numpy (and torch if PAPO_REQUIRE_TORCH=1), or skips:
+// $PAPO_PYTHON, the project's environment (python/.venv, as .ci/run makes it), python3.
 func peerPython(t *testing.T) string {
 	t.Helper()
-	py, err := FindPython(context.Background(), "python3", "/usr/bin/python3")
+	py, err := FindPython(context.Background(), os.Getenv("PAPO_PYTHON"), "../python/.venv/bin/python", "python3", "/usr/bin/python3")
 	if err == nil && os.Getenv("PAPO_REQUIRE_TORCH") == "1" {
 		if out, err2 := exec.Command(py, "-c", "import torch").CombinedOutput(); err2 != nil {
 			err = err2
