@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -218,7 +221,43 @@ func (t *StepTokens) check(method string) error {
 	if needPolarity && t.Polarity == nil {
 		return fmt.Errorf("step %d: method %s needs the polarity column (an input with advantages)", t.Step, method)
 	}
-	for i := 0; i < n; i++ {
+	return t.checkTokens(needLogprob, needPolarity)
+}
+
+// checkBlock is the tokens a goroutine of checkTokens checks at a time.
+const checkBlock = 1 << 16
+
+// checkTokens checks every token's values that method reads (check), in blocks on up to
+// GOMAXPROCS goroutines for a large step; the error is that of the first bad token, as a
+// loop in order would find it.
+func (t *StepTokens) checkTokens(needLogprob, needPolarity bool) error {
+	n := t.Len()
+	blocks := (n + checkBlock - 1) / checkBlock
+	if workers := min(runtime.GOMAXPROCS(0), blocks); workers > 1 {
+		errs := make([]error, blocks)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for k := int(next.Add(1) - 1); k < blocks; k = int(next.Add(1) - 1) {
+					errs[k] = t.checkRange(k*checkBlock, min(n, (k+1)*checkBlock), needLogprob, needPolarity)
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return t.checkRange(0, n, needLogprob, needPolarity)
+}
+
+// checkRange is checkTokens on tokens [lo, hi), in order.
+func (t *StepTokens) checkRange(lo, hi int, needLogprob, needPolarity bool) error {
+	for i := lo; i < hi; i++ {
 		if !t.trained(i) {
 			continue
 		}

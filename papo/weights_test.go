@@ -1,8 +1,10 @@
 package papo
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -562,5 +564,35 @@ func TestBaselineProperties(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestCheckLargeStep: a step of several check blocks is checked on several goroutines, and the
+// error is still the first bad token's, whichever block finishes first, with any GOMAXPROCS.
+func TestCheckLargeStep(t *testing.T) {
+	const n = 3*checkBlock + 5
+	tok := randomStep(rand.New(rand.NewPCG(5, 6)), n)
+	first, later := checkBlock+3, 2*checkBlock+7
+	for _, i := range []int{first, later} {
+		tok.Trained[i], tok.HasAdvantage[i] = true, true
+	}
+	tok.Advantage[first] = math.Inf(1)
+	tok.Entropy[later] = float32(math.NaN())
+	for _, procs := range []int{1, 2, 4} {
+		prev := runtime.GOMAXPROCS(procs)
+		err := tok.check(MethodPAPO)
+		runtime.GOMAXPROCS(prev)
+		var te *TokenError
+		if !errors.As(err, &te) || te.Token != first || te.Column != "advantage" {
+			t.Errorf("GOMAXPROCS %d: error %v; want token %d's advantage", procs, err, first)
+		}
+	}
+	tok.Advantage[first] = 1
+	if err := tok.check(MethodPAPO); err == nil || !strings.Contains(err.Error(), "entropy") {
+		t.Errorf("with the first bad token mended: error %v; want token %d's entropy", err, later)
+	}
+	tok.Entropy[later] = 1
+	if err := tok.check(MethodPAPO); err != nil {
+		t.Errorf("a good step: %v", err)
 	}
 }
