@@ -1,10 +1,12 @@
 package papoio
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -530,3 +532,49 @@ func TestStdoutStream(t *testing.T) {
 		t.Fatalf("stdout did not carry the summary stream: %v", r.Err())
 	}
 }
+
+// TestLargeWrites: small writes are buffered, large ones go straight through after what the
+// buffer holds, so the bytes arrive in order; a failing large write is the Write's error.
+func TestLargeWrites(t *testing.T) {
+	var out bytes.Buffer
+	counting := &countWrites{w: &out}
+	buf := bufio.NewWriterSize(counting, 1<<20)
+	l := &largeWrites{buf: buf, w: counting}
+	var want []byte
+	for k, n := range []int{10, largeWrite, 7, 3 * largeWrite, largeWrite - 1, 1} {
+		p := bytes.Repeat([]byte{byte('a' + k)}, n)
+		want = append(want, p...)
+		if m, err := l.Write(p); m != n || err != nil {
+			t.Fatalf("write %d of %d bytes: %d, %v", k, n, m, err)
+		}
+	}
+	if err := buf.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Fatal("the bytes arrived out of order")
+	}
+	// 10 buffered, then flushed before the large write; 7 flushed before the next; the last two
+	// small ones at the end: 5 calls, each large write one call of its own.
+	if counting.calls != 5 {
+		t.Errorf("%d writes reached the file; want 5", counting.calls)
+	}
+	failing := &largeWrites{buf: bufio.NewWriter(errWriter{}), w: errWriter{}}
+	if _, err := failing.Write(make([]byte, largeWrite)); err == nil {
+		t.Error("a failing large write returned no error")
+	}
+}
+
+type countWrites struct {
+	w     io.Writer
+	calls int
+}
+
+func (c *countWrites) Write(p []byte) (int, error) {
+	c.calls++
+	return c.w.Write(p)
+}
+
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
