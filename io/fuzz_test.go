@@ -65,6 +65,9 @@ func FuzzReader(f *testing.F) {
 			}
 			return
 		}
+		if n, ok := r.Rows(); ok && n < 0 { // hostile metadata must not crash it either
+			t.Fatalf("Rows() = %d", n)
+		}
 		for r.Next() {
 			checkInvariants(t, r, r.Batch())
 		}

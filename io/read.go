@@ -64,6 +64,17 @@ type Batch struct {
 // Mapped reports whether the input is an IPC file read through a memory map (no copies).
 func (r *Reader) Mapped() bool { return r.mapped }
 
+// Rows is the number of token rows of an IPC file input, from its footer and its batches'
+// metadata, before any batch is read; false for any other input (a stream, a table, a file
+// without a valid footer) or metadata that does not give it (reading the batch says why).
+func (r *Reader) Rows() (int64, bool) {
+	if r.footer == nil {
+		return 0, false
+	}
+	n, err := r.footer.rows()
+	return n, err == nil
+}
+
 // Schema is the input schema.
 func (r *Reader) Schema() *arrow.Schema { return r.sch }
 

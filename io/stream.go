@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -231,6 +232,43 @@ func readFileIndex(ra *io.SectionReader, limit int64) (*fileIndex, error) {
 		}
 	}
 	return idx, nil
+}
+
+// rows is the number of rows of the file's record batches, from their messages' metadata; an
+// error where a block's metadata cannot be read as a record batch (the batch's own verify, when
+// it is read, says what is wrong).
+func (f *fileIndex) rows() (int64, error) {
+	var total int64
+	for _, b := range f.batches {
+		if b.offset < 8 || b.metaLen <= 8 || int64(b.metaLen) > f.limit || b.offset > f.end || int64(b.metaLen) > f.end-b.offset {
+			return 0, fmt.Errorf("block at byte %d: metadata outside the file", b.offset)
+		}
+		meta := make([]byte, b.metaLen)
+		if _, err := f.ra.ReadAt(meta, b.offset); err != nil {
+			return 0, err
+		}
+		skip := 4
+		if binary.LittleEndian.Uint32(meta) == continuation {
+			skip = 8
+		}
+		msg, err := fbRoot(meta[skip:])
+		if err != nil {
+			return 0, err
+		}
+		if h, err := msg.u8(1); err != nil || h != fbHeaderRecordBatch {
+			return 0, fmt.Errorf("block at byte %d: not a record batch", b.offset)
+		}
+		rb, ok, err := msg.table(2)
+		if err != nil || !ok {
+			return 0, fmt.Errorf("block at byte %d: no record batch header", b.offset)
+		}
+		n, err := rb.i64(0)
+		if err != nil || n < 0 || n > math.MaxInt64-total {
+			return 0, fmt.Errorf("block at byte %d: no row count that adds up", b.offset)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // verify checks that block b lies inside the file and holds a valid message whose body fits it.

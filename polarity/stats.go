@@ -244,10 +244,10 @@ func (s *StatsColumns) Rows(lo, hi int) *StatsColumns {
 	return NewStatsColumns(c)
 }
 
-// Grow makes room for n rows in all, keeping the rows held (grow.To).
+// Grow makes room for n rows in all, keeping the rows held (grow.Cap).
 func (s *StatsColumns) Grow(n int) {
 	for _, f := range s.fields() {
-		*f = grow.To(*f, n)
+		*f = grow.Cap(*f, n)
 	}
 }
 

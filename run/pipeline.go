@@ -43,7 +43,15 @@ type Config struct {
 	// Buffers, when set, lends the run its step buffer and takes it back at Close or Abort
 	// (a server's requests reuse the memory); nil: the run has its own.
 	Buffers *Buffers
+	// Rows, when > 0, is how many rows the input holds (papoio.Reader.Rows: an IPC file): the
+	// step buffer reserves room for that many (at most maxReservedRows) before the first batch,
+	// so that a one-step input's buffer is not copied as it grows. Memory is only faulted in
+	// as rows arrive, so a reservation beyond the largest step costs address space, not RAM.
+	Rows int64
 }
+
+// maxReservedRows bounds Config.Rows's reservation: 16M rows, about 1 GB of address space.
+const maxReservedRows = 1 << 24
 
 // Rows are consecutive input rows of one step with their results: a step's rows reach the Sink
 // as one Rows per input batch the step spans, in input order. Everything is valid during the
@@ -125,7 +133,11 @@ func New(cfg Config, sink Sink) (*Pipeline, error) {
 	if cfg.Mem == nil {
 		cfg.Mem = memory.DefaultAllocator
 	}
-	return &Pipeline{cfg: cfg, sink: sink, buf: cfg.Buffers.get()}, nil
+	p := &Pipeline{cfg: cfg, sink: sink, buf: cfg.Buffers.get()}
+	if cfg.Rows > 0 {
+		p.buf.reserve(int(min(cfg.Rows, maxReservedRows)))
+	}
+	return p, nil
 }
 
 // Rows is the number of token rows added.

@@ -76,7 +76,7 @@ func runSpec(t *testing.T, spec testinput.Spec, c papo.Config, requireAdvantage 
 	return feed(t, data, rw, requireAdvantage, nil)
 }
 
-func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool, bufs *Buffers) (*recorder, error) {
+func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool, bufs *Buffers, edit ...func(*Config)) (*recorder, error) {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -86,8 +86,12 @@ func feed(t *testing.T, data []byte, rw *papo.Reweighter, requireAdvantage bool,
 	}
 	defer r.Close()
 	rec := &recorder{}
-	p, err := New(Config{Name: "in.arrows", Engine: polarity.NewCPU(2), Params: polarity.DefaultParams(),
-		Reweighter: rw, RequireAdvantage: requireAdvantage, Mem: mem, Buffers: bufs}, rec)
+	cfg := Config{Name: "in.arrows", Engine: polarity.NewCPU(2), Params: polarity.DefaultParams(),
+		Reweighter: rw, RequireAdvantage: requireAdvantage, Mem: mem, Buffers: bufs}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	p, err := New(cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}

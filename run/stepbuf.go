@@ -74,13 +74,11 @@ func park[T any](col, store *[]T) {
 }
 
 // unpark is the empty column with the storage kept in *store (taken from it), or a new one.
+// Its capacity is at least n.
 func unpark[T any](store *[]T, n int) []T {
 	c := *store
 	*store = nil
-	if c == nil {
-		c = make([]T, 0, max(n, 1024))
-	}
-	return c[:0]
+	return grow.Cap(c[:0], max(n, 1024))
 }
 
 // reserve makes room for n more rows in every column.
@@ -108,26 +106,30 @@ func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity
 	s.reserve(hi - lo)
 	d.TokenID = append(d.TokenID, b.TokenID[lo:hi]...)
 	// A column is present in every batch of an input or in none (the schema is the input's).
+	room := cap(d.TokenID) // what reserve made room for: a column that appears takes as much
 	if b.Advantage != nil {
 		if d.Advantage == nil {
-			d.Advantage = unpark(&s.spare.adv, hi-lo)
+			d.Advantage = unpark(&s.spare.adv, room)
 		}
 		d.Advantage = append(d.Advantage, b.Advantage[lo:hi]...)
 	}
-	d.AdvantageValid = appendValid(d.AdvantageValid, &s.spare.advValid, s.n, b.AdvantageValid, lo, hi)
+	d.AdvantageValid = appendValid(d.AdvantageValid, &s.spare.advValid, s.n, room, b.AdvantageValid, lo, hi)
 	if b.OldLogprob != nil {
 		if d.OldLogprob == nil {
-			d.OldLogprob = unpark(&s.spare.old, hi-lo)
+			d.OldLogprob = unpark(&s.spare.old, room)
 		}
 		d.OldLogprob = append(d.OldLogprob, b.OldLogprob[lo:hi]...)
 	}
-	d.OldLogprobValid = appendValid(d.OldLogprobValid, &s.spare.oldValid, s.n, b.OldLogprobValid, lo, hi)
-	d.Mask = appendValid(d.Mask, &s.spare.m, s.n, b.Mask, lo, hi)
+	d.OldLogprobValid = appendValid(d.OldLogprobValid, &s.spare.oldValid, s.n, room, b.OldLogprobValid, lo, hi)
+	d.Mask = appendValid(d.Mask, &s.spare.m, s.n, room, b.Mask, lo, hi)
 
 	if !inPlace {
 		s.res.Append(r.Rows(lo, hi))
 	}
 	if st != nil {
+		if cap(s.stats.Max) < s.n+hi-lo {
+			s.stats.Grow(room)
+		}
 		s.stats.Append(st.Rows(lo, hi))
 	}
 	s.n += hi - lo
@@ -137,24 +139,24 @@ func (s *stepBuf) appendRows(b *polarity.Batch, r *polarity.Result, st *polarity
 // nothing already held (a column that appears later grows at the next call).
 func (s *stepBuf) grow(n int) {
 	d := &s.batch
-	d.TokenID = grow.To(d.TokenID, n)
-	if d.TokenID == nil {
-		d.TokenID = make([]int32, 0, n)
-	}
+	d.TokenID = grow.Cap(d.TokenID, n)
 	d.Advantage, d.OldLogprob = grow.To(d.Advantage, n), grow.To(d.OldLogprob, n)
 	d.AdvantageValid, d.OldLogprobValid, d.Mask = grow.To(d.AdvantageValid, n), grow.To(d.OldLogprobValid, n), grow.To(d.Mask, n)
 	s.res.Grow(n)
-	s.stats.Grow(n)
+	if s.stats.Max != nil {
+		s.stats.Grow(n)
+	}
 }
 
 // appendValid appends rows [lo, hi) of the validity src (nil: all true) to dst, which holds n
-// rows (nil: all true so far); store is dst's spare storage.
-func appendValid(dst []bool, store *[]bool, n int, src []bool, lo, hi int) []bool {
+// rows (nil: all true so far); store is dst's spare storage, and room the capacity a column
+// that appears takes.
+func appendValid(dst []bool, store *[]bool, n, room int, src []bool, lo, hi int) []bool {
 	switch {
 	case src == nil && dst == nil:
 		return nil
 	case dst == nil:
-		dst = unpark(store, 2*n+hi-lo)
+		dst = unpark(store, max(room, n+hi-lo))
 		for range n {
 			dst = append(dst, true)
 		}

@@ -109,3 +109,44 @@ func TestBuffersReused(t *testing.T) {
 		t.Errorf("the kept step buffer went from %d to %d bytes on an input it has held before", before, after)
 	}
 }
+
+// TestRowsReservation: with Config.Rows (an IPC file's row count) the step buffer reserves its
+// room before the first batch; the rows, results and reports are those of a pipeline without
+// it, for one step and several, with optional columns and without, and with a count far over.
+func TestRowsReservation(t *testing.T) {
+	noOld := func(c *papoio.InputColumns) { c.Batch.OldLogprob, c.Batch.OldLogprobValid = nil, nil }
+	for _, tc := range []struct {
+		name string
+		spec testinput.Spec
+		adv  bool
+	}{
+		{"one step, every column", testinput.Spec{V: 29, Steps: testinput.StepRows(100, 3), Seed: 21}, true},
+		{"three steps", testinput.Spec{V: 29, Steps: testinput.StepRows(45, 0, 1, 2), Seed: 22}, true},
+		{"no advantage", testinput.Spec{V: 29, Steps: testinput.StepRows(70, 0, 1), Seed: 23, NoAdvantage: true}, false},
+		{"no old log-probability", testinput.Spec{V: 29, Steps: testinput.StepRows(90, 5), Seed: 24, Edit: noOld}, true},
+	} {
+		data, err := testinput.Stream(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := int64(len(tc.spec.Steps))
+		runWith := func(n int64) *recorder {
+			rw, err := papo.NewReweighter(papoConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := feed(t, data, rw, tc.adv, nil, func(c *Config) { c.Rows = n })
+			if err != nil {
+				t.Fatalf("%s, Rows %d: %v", tc.name, n, err)
+			}
+			return rec
+		}
+		want := runWith(0)
+		for _, n := range []int64{rows, 10 * rows, 1} {
+			got := runWith(n)
+			if !reflect.DeepEqual(got.pieces, want.pieces) || !reflect.DeepEqual(got.reports, want.reports) {
+				t.Errorf("%s: with Rows %d the output differs from a pipeline without it", tc.name, n)
+			}
+		}
+	}
+}

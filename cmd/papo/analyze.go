@@ -256,8 +256,9 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	if statsW != nil {
 		sink.WithRowStats(statsW, statsSchema)
 	}
+	rows, _ := r.Rows() // an IPC file's row count: the step buffer's reservation
 	p, err := run.New(run.Config{Name: displayName(in), Engine: engine, Params: params, Reweighter: rw,
-		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil, PartialsOnly: partials, Global: global}, sink)
+		RequireAdvantage: reweight, Mem: mem, RowStats: statsW != nil, PartialsOnly: partials, Global: global, Rows: rows}, sink)
 	if err != nil {
 		return err
 	}
