@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
-	"github.com/entropy-polarity/papo/internal/grow"
 	"github.com/entropy-polarity/papo/polarity"
 )
 
@@ -72,7 +71,6 @@ type Reweighter struct {
 	lock      *os.File
 	recovered bool
 	closed    bool
-	w64       []float64 // apply's scratch, kept from step to step
 }
 
 // NewReweighter validates c and the options and prepares a run. A state written with
@@ -265,8 +263,7 @@ func (r *Reweighter) Step(tok *StepTokens, weight []float32, reweighted []float6
 	if err != nil {
 		return StepResult{}, fmt.Errorf("papo: %w", err)
 	}
-	r.w64 = grow.Len(r.w64, n)
-	ws := apply(r.cfg, ph.Phi, tok, weight, reweighted, r.w64)
+	ws := apply(r.cfg, ph.Phi, tok, weight, reweighted)
 	if err := r.update(m, tok.Step); err != nil {
 		return StepResult{}, err
 	}

@@ -328,36 +328,12 @@ func Apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 	if err := tok.check(c.Method); err != nil {
 		return WeightStats{}, err
 	}
-	return apply(c, phi, tok, weight, reweighted, make([]float64, n)), nil
+	return apply(c, phi, tok, weight, reweighted), nil
 }
 
 // apply is Apply without the checks: c is valid, phi in [−1, 1], tok checked for c.Method.
-// w64 is scratch of tok.Len() elements (its contents are overwritten).
-func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted []float64, w64 []float64) WeightStats {
+func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted []float64) WeightStats {
 	n := tok.Len()
-	// w64 holds the exact weight; reweighted is Ã = w·A for the multiplicative methods.
-	w64 = w64[:n]
-	for i := range w64 {
-		w64[i] = 1
-	}
-	additive := false
-	switch c.Method {
-	case MethodPAPO:
-		papoWeights(c, phi, tok, w64)
-	case MethodClipCov:
-		clipCovWeights(c.ClipCov, tok, w64)
-	case MethodKLCov:
-		additive = true
-		klCovAdvantages(c.KLCov, tok, reweighted)
-	case MethodSTEER:
-		steerWeights(c.STEER, tok, w64)
-	case MethodEntropyShaping:
-		additive = true
-		shapedAdvantages(c.Shaping, tok, reweighted)
-	case MethodTopEntropy:
-		topEntropyWeights(c.TopEntropy, tok, w64)
-	}
-
 	acc := WeightAccumulator{}
 	dH := func(i int) float64 {
 		if tok.PredictedDeltaH != nil {
@@ -365,25 +341,49 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 		}
 		return 0
 	}
-	if additive {
-		// Ã is the method's output; the weight column is Ã/A (1 where A = 0 or the token is
-		// not weighted).
+	if c.Method == MethodKLCov || c.Method == MethodEntropyShaping {
+		// Additive: Ã is the method's output; the weight column is Ã/A (1 where A = 0 or the
+		// token is not weighted).
+		if c.Method == MethodKLCov {
+			klCovAdvantages(c.KLCov, tok, reweighted)
+		} else {
+			shapedAdvantages(c.Shaping, tok, reweighted)
+		}
 		for i := 0; i < n; i++ {
 			a := tok.Advantage[i]
 			if !tok.weighted(i) {
 				weight[i], reweighted[i] = 1, a
 				continue
 			}
+			w := 1.0
 			if a != 0 {
-				w64[i] = reweighted[i] / a
+				w = reweighted[i] / a
 			}
-			weight[i] = float32(w64[i])
-			acc.Add(w64[i], a, reweighted[i], dH(i), reweighted[i] != a)
+			weight[i] = float32(w)
+			acc.Add(w, a, reweighted[i], dH(i), reweighted[i] != a)
 		}
 		return acc.Stats(1)
 	}
 
-	// Multiplicative: Ã = w·A, with w rescaled by PAPO's renormalization where it is on.
+	// Multiplicative: the method's exact weights go into reweighted first (no scratch of their
+	// own: 8 bytes a token less memory to touch), each then replaced by Ã = w·A in the final
+	// pass, which reads a token's weight before it writes its Ã.
+	w64 := reweighted
+	for i := range w64 {
+		w64[i] = 1
+	}
+	switch c.Method {
+	case MethodPAPO:
+		papoWeights(c, phi, tok, w64)
+	case MethodClipCov:
+		clipCovWeights(c.ClipCov, tok, w64)
+	case MethodSTEER:
+		steerWeights(c.STEER, tok, w64)
+	case MethodTopEntropy:
+		topEntropyWeights(c.TopEntropy, tok, w64)
+	}
+
+	// PAPO's renormalization, where it is on, rescales every weight.
 	scale, scaled := 1.0, false
 	if c.Method == MethodPAPO && c.Renormalize {
 		var abs, absW float64
