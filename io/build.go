@@ -23,19 +23,8 @@ type fixedWidth interface {
 // none, is packed into a bitmap): it is valid while vals is unchanged. dt's width must be T's.
 func viewPrimitive[T fixedWidth](mem memory.Allocator, dt arrow.DataType, vals []T, valid []bool) arrow.Array {
 	var zero T
-	var values *memory.Buffer
-	if len(vals) > 0 {
-		values = memory.NewBufferBytes(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals)*int(unsafe.Sizeof(zero))))
-	} else {
-		values = memory.NewBufferBytes(nil)
-	}
-	bitmap, nulls := newBitmap(mem, valid)
-	if bitmap != nil {
-		defer bitmap.Release()
-	}
-	data := array.NewData(dt, len(vals), []*memory.Buffer{bitmap, values}, nil, nulls, 0)
-	defer data.Release()
-	return array.MakeFromData(data)
+	bytes := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), len(vals)*int(unsafe.Sizeof(zero)))
+	return primitiveArray(mem, dt, len(vals), memory.NewBufferBytes(bytes), valid)
 }
 
 // newPrimitive copies vals (and the validity, nil for none) into an array of type dt, whose
@@ -44,10 +33,16 @@ func newPrimitive[T fixedWidth](mem memory.Allocator, dt arrow.DataType, vals []
 	n := len(vals)
 	var zero T
 	values := newBuffer(mem, n*int(unsafe.Sizeof(zero)))
-	defer values.Release()
 	if n > 0 {
 		copy(unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(values.Bytes()))), n), vals)
 	}
+	return primitiveArray(mem, dt, n, values, valid)
+}
+
+// primitiveArray is the array of type dt of n values in the buffer values (released here: the
+// array holds its own reference) with the validity valid (nil: none).
+func primitiveArray(mem memory.Allocator, dt arrow.DataType, n int, values *memory.Buffer, valid []bool) arrow.Array {
+	defer values.Release()
 	bitmap, nulls := newBitmap(mem, valid)
 	if bitmap != nil {
 		defer bitmap.Release()
@@ -310,10 +305,10 @@ func buildLogits(mem memory.Allocator, dt arrow.DataType, l *polarity.Logits) (a
 // of its columns (SelectColumns), each built from its source: a passthrough column
 // (Batch.Passthrough, shared, not copied) or a computed column of r for batch b. Only the
 // columns schema names are built. The computed columns view r's and weight's memory (not
-// copied; reweighted_advantage is converted into new memory): the record is valid while they are
-// unchanged, so a caller writes it before reusing them (as every papo Sink does). weight nil means every weight is 1; reweighted nil means
-// w·A. polarity and reweighted_advantage are null for tokens without an advantage. The caller
-// releases the record.
+// copied; reweighted_advantage is converted into new memory): the record is valid while they
+// are unchanged, so a caller writes it before reusing them (as every papo Sink does). weight nil
+// means every weight is 1; reweighted nil means w·A. polarity and reweighted_advantage are null
+// for tokens without an advantage. The caller releases the record.
 func BuildOutput(mem memory.Allocator, schema *arrow.Schema, passthrough arrow.Record, b *polarity.Batch,
 	r *polarity.Result, weight []float32, reweighted []float64) (arrow.Record, error) {
 	if mem == nil {
@@ -452,7 +447,6 @@ func weightColumn(mem memory.Allocator, weight []float32, n int) arrow.Array {
 func reweightedColumn(mem memory.Allocator, b *polarity.Batch, weight []float32, reweighted []float64) arrow.Array {
 	n := b.Rows()
 	values := newBuffer(mem, 4*n)
-	defer values.Release()
 	rw := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(values.Bytes()))), n)
 	var hasA []bool
 	if b.Advantage == nil || b.AdvantageValid != nil {
@@ -475,13 +469,7 @@ func reweightedColumn(mem memory.Allocator, b *polarity.Batch, weight []float32,
 			rw[i] = float32(b.Advantage[i])
 		}
 	}
-	bitmap, nulls := newBitmap(mem, hasA)
-	if bitmap != nil {
-		defer bitmap.Release()
-	}
-	data := array.NewData(arrow.PrimitiveTypes.Float32, n, []*memory.Buffer{bitmap, values}, nil, nulls, 0)
-	defer data.Release()
-	return array.MakeFromData(data)
+	return primitiveArray(mem, arrow.PrimitiveTypes.Float32, n, values, hasA)
 }
 
 // tableColumn is one column of a table of row structs: get(row) for every row.

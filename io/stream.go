@@ -234,37 +234,29 @@ func readFileIndex(ra *io.SectionReader, limit int64) (*fileIndex, error) {
 	return idx, nil
 }
 
-// rows is the number of rows of the file's record batches, from their messages' metadata; an
-// error where a block's metadata cannot be read as a record batch (the batch's own verify, when
-// it is read, says what is wrong).
+// rows is the number of rows of the file's record batches, from their messages' metadata,
+// each verified as verify does (the error is verify's, or a message that is not a record batch).
 func (f *fileIndex) rows() (int64, error) {
 	var total int64
 	for _, b := range f.batches {
-		if b.offset < 8 || b.metaLen <= 8 || int64(b.metaLen) > f.limit || b.offset > f.end || int64(b.metaLen) > f.end-b.offset {
-			return 0, fmt.Errorf("block at byte %d: metadata outside the file", b.offset)
-		}
-		meta := make([]byte, b.metaLen)
-		if _, err := f.ra.ReadAt(meta, b.offset); err != nil {
-			return 0, err
-		}
-		skip := 4
-		if binary.LittleEndian.Uint32(meta) == continuation {
-			skip = 8
-		}
-		msg, err := fbRoot(meta[skip:])
+		msg, header, err := f.message(b)
 		if err != nil {
 			return 0, err
 		}
-		if h, err := msg.u8(1); err != nil || h != fbHeaderRecordBatch {
-			return 0, fmt.Errorf("block at byte %d: not a record batch", b.offset)
+		if header != fbHeaderRecordBatch {
+			return 0, fmt.Errorf("message at byte %d: not a record batch", b.offset)
 		}
-		rb, ok, err := msg.table(2)
-		if err != nil || !ok {
-			return 0, fmt.Errorf("block at byte %d: no record batch header", b.offset)
+		m, err := fbRoot(msg)
+		if err != nil {
+			return 0, err
+		}
+		rb, _, err := m.table(2) // verifyMessage found it
+		if err != nil {
+			return 0, err
 		}
 		n, err := rb.i64(0)
 		if err != nil || n < 0 || n > math.MaxInt64-total {
-			return 0, fmt.Errorf("block at byte %d: no row count that adds up", b.offset)
+			return 0, fmt.Errorf("message at byte %d: no row count that adds up", b.offset)
 		}
 		total += n
 	}
@@ -273,20 +265,27 @@ func (f *fileIndex) rows() (int64, error) {
 
 // verify checks that block b lies inside the file and holds a valid message whose body fits it.
 func (f *fileIndex) verify(b fileBlock) error {
+	_, _, err := f.message(b)
+	return err
+}
+
+// message is block b's message flatbuffer (its prefix left out) and its header type, verified
+// as verify says.
+func (f *fileIndex) message(b fileBlock) (msg []byte, header uint8, err error) {
 	if b.offset < 8 || b.offset%8 != 0 || b.metaLen <= 0 || b.metaLen%8 != 0 || b.bodyLen < 0 || b.bodyLen%8 != 0 ||
 		b.offset > f.end || int64(b.metaLen) > f.end-b.offset || b.bodyLen > f.end-b.offset-int64(b.metaLen) {
-		return fmt.Errorf("the footer places it at byte %d (%d bytes of metadata, %d of body): "+
+		return nil, 0, fmt.Errorf("the footer places it at byte %d (%d bytes of metadata, %d of body): "+
 			"want 8-byte aligned parts inside the %d bytes before the footer", b.offset, b.metaLen, b.bodyLen, f.end)
 	}
 	if int64(b.metaLen) > f.limit {
-		return &errBufferLimit{size: int64(b.metaLen), limit: f.limit}
+		return nil, 0, &errBufferLimit{size: int64(b.metaLen), limit: f.limit}
 	}
 	if bl := cmp.Or(f.bodyLimit, f.limit); b.bodyLen > bl {
-		return &errBufferLimit{size: b.bodyLen, limit: bl}
+		return nil, 0, &errBufferLimit{size: b.bodyLen, limit: bl}
 	}
 	meta := make([]byte, b.metaLen)
 	if _, err := f.ra.ReadAt(meta, b.offset); err != nil {
-		return fmt.Errorf("reading message metadata at byte %d: %w", b.offset, err)
+		return nil, 0, fmt.Errorf("reading message metadata at byte %d: %w", b.offset, err)
 	}
 	// The block's metadata length includes the prefix: continuation marker and length, or (before
 	// Arrow 0.15) the length alone.
@@ -295,16 +294,16 @@ func (f *fileIndex) verify(b fileBlock) error {
 		skip = 8
 	}
 	if len(meta) < skip+4 {
-		return fmt.Errorf("message metadata of %d bytes at byte %d is shorter than its prefix", len(meta), b.offset)
+		return nil, 0, fmt.Errorf("message metadata of %d bytes at byte %d is shorter than its prefix", len(meta), b.offset)
 	}
-	_, bodyLen, err := verifyMessage(meta[skip:])
+	header, bodyLen, err := verifyMessage(meta[skip:])
 	if err != nil {
-		return fmt.Errorf("message at byte %d: %w", b.offset, err)
+		return nil, 0, fmt.Errorf("message at byte %d: %w", b.offset, err)
 	}
 	if bodyLen > b.bodyLen {
-		return fmt.Errorf("message at byte %d declares a body of %d bytes; the footer gives it %d", b.offset, bodyLen, b.bodyLen)
+		return nil, 0, fmt.Errorf("message at byte %d declares a body of %d bytes; the footer gives it %d", b.offset, bodyLen, b.bodyLen)
 	}
-	return nil
+	return meta[skip:], header, nil
 }
 
 // resize grows a buffer, turning the allocation limit's panic into an error.

@@ -94,13 +94,14 @@ func statsRows(ctx context.Context, b *Batch, p Params, out *Result, lo, hi int)
 // soon after it starts computes few in vain), in the assembly kernels where the processor has
 // them; a row that is not plain gives them garbage, unused.
 func statsRun(b *Batch, p Params, out *Result, lo, hi int) int {
+	var sc statsScratch // once a call, not cleared again for every chunk
 	size := statsFirstChunk
 	for c := lo; c < hi; c += size {
 		if c > lo {
 			size = statsChunk
 		}
 		end := min(hi, c+size)
-		if i := statsChunkRun(b, p, out, c, end); i != end {
+		if i := statsChunkRun(b, p, out, c, end, &sc); i != end {
 			return i
 		}
 	}
@@ -113,8 +114,13 @@ const (
 	statsFirstChunk = 32
 )
 
-// statsChunkRun is statsRun on rows [lo, hi), hi − lo ≤ statsChunk.
-func statsChunkRun(b *Batch, p Params, out *Result, lo, hi int) int {
+// statsScratch holds a chunk's log1p(s0 − 1), log π_a, π_a and ratio exp(log π_a − log π_old).
+type statsScratch struct {
+	logS0s, logpis, pis, ratios [statsChunk]float64
+}
+
+// statsChunkRun is statsRun on rows [lo, hi), hi − lo ≤ statsChunk, with sc's arrays.
+func statsChunkRun(b *Batch, p Params, out *Result, lo, hi int, sc *statsScratch) int {
 	st := b.Stats
 	mx, rs, v1, v2, v3, sa := st.Max[lo:hi], st.SumExpRest[lo:hi], st.SumExpV[lo:hi], st.SumExp2[lo:hi], st.SumExp2V[lo:hi], st.Sampled[lo:hi]
 	adv, advValid, mask := b.Advantage, b.AdvantageValid, b.Mask
@@ -124,7 +130,7 @@ func statsChunkRun(b *Batch, p Params, out *Result, lo, hi int) int {
 	finite := func(x float64) bool { return x-x == 0 }
 
 	// log1p(s0 − 1), log π_a, π_a and the ratio exp(log π_a − log π_old) of every row.
-	var logS0s, logpis, pis, ratios [statsChunk]float64
+	logS0s, logpis, pis, ratios := &sc.logS0s, &sc.logpis, &sc.pis, &sc.ratios
 	n := len(mx)
 	log1pBatch(logS0s[:n], rs)
 	for k := range n {

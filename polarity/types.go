@@ -217,21 +217,21 @@ type Result struct {
 	PredictedDeltaH []float32 // (η/τ²)·r·1[not clipped]·P; 0 for masked tokens and tokens without advantage
 }
 
+// floats are the float32 columns in order (all but PolarityValid): the one list of them.
+func (r *Result) floats() [7]*[]float32 {
+	return [7]*[]float32{&r.Entropy, &r.Logprob, &r.SampledTerm, &r.Correction, &r.PolarityFactor,
+		&r.Polarity, &r.PredictedDeltaH}
+}
+
 // Resize makes every column n long, reusing storage.
 func (r *Result) Resize(n int) {
-	grow := func(s []float32) []float32 {
-		if cap(s) < n {
-			return make([]float32, n)
+	for _, c := range r.floats() {
+		if cap(*c) < n {
+			*c = make([]float32, n)
+		} else {
+			*c = (*c)[:n]
 		}
-		return s[:n]
 	}
-	r.Entropy = grow(r.Entropy)
-	r.Logprob = grow(r.Logprob)
-	r.SampledTerm = grow(r.SampledTerm)
-	r.Correction = grow(r.Correction)
-	r.PolarityFactor = grow(r.PolarityFactor)
-	r.Polarity = grow(r.Polarity)
-	r.PredictedDeltaH = grow(r.PredictedDeltaH)
 	if cap(r.PolarityValid) < n {
 		r.PolarityValid = make([]bool, n)
 	} else {
@@ -244,16 +244,18 @@ func (r *Result) Len() int { return len(r.Entropy) }
 
 // Rows views rows [lo, hi) (no copy).
 func (r *Result) Rows(lo, hi int) Result {
-	return Result{Entropy: r.Entropy[lo:hi], Logprob: r.Logprob[lo:hi], SampledTerm: r.SampledTerm[lo:hi],
-		Correction: r.Correction[lo:hi], PolarityFactor: r.PolarityFactor[lo:hi], Polarity: r.Polarity[lo:hi],
-		PolarityValid: r.PolarityValid[lo:hi], PredictedDeltaH: r.PredictedDeltaH[lo:hi]}
+	v := Result{PolarityValid: r.PolarityValid[lo:hi]}
+	src := r.floats()
+	for k, c := range v.floats() {
+		*c = (*src[k])[lo:hi]
+	}
+	return v
 }
 
 // Grow makes room for n rows in all, keeping the rows held; capacity at least doubles when it
-// grows (grow.To), so that appending batch after batch copies each row at most about once.
+// grows (grow.Cap), so that appending batch after batch copies each row at most about once.
 func (r *Result) Grow(n int) {
-	for _, c := range []*[]float32{&r.Entropy, &r.Logprob, &r.SampledTerm, &r.Correction, &r.PolarityFactor,
-		&r.Polarity, &r.PredictedDeltaH} {
+	for _, c := range r.floats() {
 		*c = grow.Cap(*c, n)
 	}
 	r.PolarityValid = grow.Cap(r.PolarityValid, n)
@@ -261,14 +263,11 @@ func (r *Result) Grow(n int) {
 
 // Append adds o's rows.
 func (r *Result) Append(o Result) {
-	r.Entropy = append(r.Entropy, o.Entropy...)
-	r.Logprob = append(r.Logprob, o.Logprob...)
-	r.SampledTerm = append(r.SampledTerm, o.SampledTerm...)
-	r.Correction = append(r.Correction, o.Correction...)
-	r.PolarityFactor = append(r.PolarityFactor, o.PolarityFactor...)
-	r.Polarity = append(r.Polarity, o.Polarity...)
+	src := o.floats()
+	for k, c := range r.floats() {
+		*c = append(*c, *src[k]...)
+	}
 	r.PolarityValid = append(r.PolarityValid, o.PolarityValid...)
-	r.PredictedDeltaH = append(r.PredictedDeltaH, o.PredictedDeltaH...)
 }
 
 // Engine computes the per-token statistics of a batch. Engines are interchangeable:

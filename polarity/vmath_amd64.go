@@ -2,48 +2,23 @@
 
 package polarity
 
-import (
-	"math"
-	"os"
-
-	"golang.org/x/sys/cpu"
-)
+import "math"
 
 // The batch kernels of vexp and vlog1p (vmath.go has their arithmetic, vmath_amd64.s the
 // same in four AVX2+FMA or eight AVX-512F lanes of float64). They take n a multiple of their
 // width; the tail is the scalar function, which gives the same numbers bit for bit.
 
-// vmathSupported: AVX2+FMA for KernelAVX2 and AVX-512F for KernelAVX512 (the kernels use
-// no AVX-512DQ instruction).
-func vmathSupported(k Kernel) bool {
-	switch k {
-	case KernelGo:
-		return true
-	case KernelAVX2:
-		return cpu.X86.HasAVX2 && cpu.X86.HasFMA
-	case KernelAVX512:
-		return cpu.X86.HasAVX512F
-	}
-	return false
-}
-
-// vmathKernel is the widest kernel the processor runs, chosen once from its features (which do
-// not change), or the one PAPO_CPU_KERNEL names if it runs (as BestKernel; for comparisons):
-// expBatch and log1pBatch use it. The kernels give the same numbers, so it decides only the
-// speed.
+// vmathKernel is the kernel expBatch and log1pBatch use: BestKernel's (the widest the processor
+// runs, or the one PAPO_CPU_KERNEL names), chosen once (processor features do not change). The
+// batch kernels need a subset of what the logits kernels of the same name need (AVX2+FMA;
+// AVX-512F), so every kernel in Kernels runs them. All give the same numbers: it decides only
+// the speed.
 var vmathKernel = func() Kernel {
-	name := os.Getenv("PAPO_CPU_KERNEL")
-	for _, k := range [...]Kernel{KernelGo, KernelAVX2, KernelAVX512} {
-		if name != "" && k.String() == name && vmathSupported(k) {
-			return k
-		}
+	if k, err := BestKernel(); err == nil {
+		return k
 	}
-	for _, k := range [...]Kernel{KernelAVX512, KernelAVX2} {
-		if vmathSupported(k) {
-			return k
-		}
-	}
-	return KernelGo
+	ks := Kernels() // PAPO_CPU_KERNEL names no kernel here: the engine says so, this takes the widest
+	return ks[len(ks)-1]
 }()
 
 // vmathTable holds the kernels' constants, each in eight lanes (the AVX2 kernels read the
@@ -125,7 +100,7 @@ func expBatch(dst, x []float64) { expBatchKernel(vmathKernel, dst, x) }
 // log1pBatch sets dst[i] = vlog1p(x[i]); len(dst) == len(x), and dst may be x.
 func log1pBatch(dst, x []float64) { log1pBatchKernel(vmathKernel, dst, x) }
 
-// expBatchKernel is expBatch with the kernel k (one that vmathSupported).
+// expBatchKernel is expBatch with the kernel k (one of Kernels).
 func expBatchKernel(k Kernel, dst, x []float64) {
 	dst = dst[:len(x)]
 	n := 0
@@ -144,7 +119,7 @@ func expBatchKernel(k Kernel, dst, x []float64) {
 	}
 }
 
-// log1pBatchKernel is log1pBatch with the kernel k (one that vmathSupported).
+// log1pBatchKernel is log1pBatch with the kernel k (one of Kernels).
 func log1pBatchKernel(k Kernel, dst, x []float64) {
 	dst = dst[:len(x)]
 	n := 0

@@ -5,8 +5,6 @@ package polarity
 // This build has no assembly for vexp and vlog1p (another architecture, or the noasm tag): the
 // batches are loops over the scalar functions, which the assembly matches bit for bit anyway.
 
-func vmathSupported(k Kernel) bool { return k == KernelGo }
-
 const vmathKernel = KernelGo
 
 // expBatch sets dst[i] = vexp(x[i]); len(dst) == len(x), and dst may be x.

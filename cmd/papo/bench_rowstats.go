@@ -19,6 +19,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
+	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/serve"
 )
 
@@ -157,11 +158,7 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 // benchRowStatsCLI times `papo analyze` (a child process, as a user runs it) on the same rows as
 // an Arrow IPC file, to .arrow and to .parquet, next to the limit measured in the same run: the
 // .arrow output's bytes written to a new file and synced, as the output is.
-func benchRowStatsCLI(env *environment, dir, stream string, rows, reps int) error {
-	in := filepath.Join(dir, "stats.arrow")
-	if err := streamToFile(stream, in); err != nil {
-		return err
-	}
+func benchRowStatsCLI(env *environment, dir, in string, rows, reps int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -212,41 +209,6 @@ func benchRowStatsCLI(env *environment, dir, stream string, rows, reps int) erro
 	fmt.Fprintf(env.stdout, "| the .arrow output's bytes written to a new file and synced, alone | %d | %d | %.4f | %.0f | |\n", rows, arrowBytes,
 		limit.Seconds(), float64(rows)/limit.Seconds())
 	return nil
-}
-
-// streamToFile writes the IPC stream file src as the IPC file dst.
-func streamToFile(src, dst string) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := ipc.NewReader(bufio.NewReader(f))
-	if err != nil {
-		return fmt.Errorf("%s: %w", src, err)
-	}
-	defer r.Release()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	w, err := ipc.NewFileWriter(out, ipc.WithSchema(r.Schema()))
-	if err != nil {
-		return err
-	}
-	for r.Next() {
-		if err := w.Write(r.RecordBatch()); err != nil {
-			return err
-		}
-	}
-	if err := r.Err(); err != nil {
-		return fmt.Errorf("%s: %w", src, err)
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return out.Close()
 }
 
 // writeAlone is the shortest of reps writes of n bytes (1 MiB at a time) to a new file at path,
@@ -327,9 +289,10 @@ func socketAlone(dir string, req []byte, reps int) (time.Duration, error) {
 func ms(d time.Duration) float64 { return d.Seconds() * 1e3 }
 
 // rowStatsFile writes rows tokens of logits (V = v, papo gen) and their row statistics (papo
-// analyze --row-stats), in batches of rowStatsBatchRows rows; it returns the statistics' path.
+// analyze --row-stats, an IPC file: the CLI rows' input too), in batches of rowStatsBatchRows
+// rows; it returns the statistics' path.
 func rowStatsFile(dir string, v, rows int) (string, error) {
-	logits, stats := filepath.Join(dir, "logits.arrows"), filepath.Join(dir, "stats.arrows")
+	logits, stats := filepath.Join(dir, "logits.arrows"), filepath.Join(dir, "stats.arrow")
 	var sink bytes.Buffer
 	quiet := &environment{stdout: &sink, stderr: &sink}
 	if err := runGen(quiet, []string{"-o", logits, "--vocab", strconv.Itoa(v), "--tokens", strconv.Itoa(rows), "--steps", "1",
@@ -342,19 +305,14 @@ func rowStatsFile(dir string, v, rows int) (string, error) {
 	return stats, nil
 }
 
-// requestBytes is an IPC stream of the first rows rows of the stream file path, with
-// papo.request kind and the key-value pairs kv added to its schema metadata.
+// requestBytes is an IPC stream of the first rows rows of the Arrow file (IPC file or stream)
+// path, with papo.request kind and the key-value pairs kv added to its schema metadata.
 func requestBytes(path string, rows int, kind string, kv ...string) ([]byte, error) {
-	f, err := os.Open(path)
+	r, err := papoio.Open(path, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	r, err := ipc.NewReader(bufio.NewReader(f))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	defer r.Release()
+	defer r.Close()
 	md := r.Schema().Metadata()
 	keys, values := append(md.Keys(), serve.KeyRequest), append(md.Values(), kind)
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -365,7 +323,7 @@ func requestBytes(path string, rows int, kind string, kv ...string) ([]byte, err
 	var buf bytes.Buffer
 	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
 	for left := int64(rows); left > 0 && r.Next(); {
-		rec := r.RecordBatch()
+		rec := r.Batch().Record
 		if rec.NumRows() > left {
 			rec = rec.NewSlice(0, left)
 			defer rec.Release()
@@ -376,7 +334,7 @@ func requestBytes(path string, rows int, kind string, kv ...string) ([]byte, err
 		}
 	}
 	if err := r.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	if err := w.Close(); err != nil {
 		return nil, err

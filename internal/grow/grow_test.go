@@ -57,12 +57,17 @@ func TestLen(t *testing.T) {
 	if got := Len[int](nil, 0); len(got) != 0 {
 		t.Fatalf("Len(nil, 0) has length %d", len(got))
 	}
-	big := Len[float64](nil, 3<<20) // over hugeBytes: the advice is asked for and the memory works
+	// Over hugeBytes the advice is asked for: on an array of any alignment, and on an empty one
+	// (Cap's), it must neither fault nor panic, and the memory must hold what is written.
+	big := Len[float64](nil, 3<<20)
 	for i := range big {
 		big[i] = float64(i)
 	}
 	if big[len(big)-1] != float64(len(big)-1) {
 		t.Fatal("a large array lost a write")
+	}
+	if empty := Cap[float64](nil, 3<<20); len(empty) != 0 || cap(empty) != 3<<20 {
+		t.Fatalf("Cap(nil, 3<<20): len %d cap %d", len(empty), cap(empty))
 	}
 }
 
