@@ -9,7 +9,7 @@ FUZZTIME ?= 60s
 all: build
 
 build:
-	$(GO) build -o $(BIN)/papo ./cmd/papo
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/papo ./cmd/papo
 
 # papo-cuda: the same program with the CUDA engine (needs cuda.h and libcuda; see README).
 cuda:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -8,8 +9,11 @@ import (
 	papoio "github.com/entropy-polarity/papo/io"
 )
 
-// printSummary writes the per-step table a person reads after a run.
-func printSummary(w io.Writer, rows []papoio.StepSummary, reweight bool, method string) {
+// printSummary writes the per-step table a person reads after a run, in one write where it
+// fits 64 KiB (tabwriter alone writes every cell and pad with a system call of its own).
+func printSummary(out io.Writer, rows []papoio.StepSummary, reweight bool, method string) {
+	w := bufio.NewWriterSize(out, 64<<10)
+	defer w.Flush()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "step\ttokens\tmean H\tEMA H\tphase φ\texpanding\tΣP>0\tΣP<0\tΣ pred ΔH\t"
 	if reweight {
