@@ -19,6 +19,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
+	"github.com/entropy-polarity/papo/internal/atomicfile"
 	papoio "github.com/entropy-polarity/papo/io"
 	"github.com/entropy-polarity/papo/serve"
 )
@@ -156,8 +157,8 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 }
 
 // benchRowStatsCLI times `papo analyze` (a child process, as a user runs it) on the same rows as
-// an Arrow IPC file, to .arrow and to .parquet, next to the limit measured in the same run: the
-// .arrow output's bytes written to a new file and synced, as the output is.
+// an Arrow IPC file, to a new .arrow and a new .parquet file, next to the limit measured in the
+// same run: the .arrow output's bytes written to a new file and synced, as the output is.
 func benchRowStatsCLI(env *environment, dir, in string, rows, reps int) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -173,6 +174,9 @@ func benchRowStatsCLI(env *environment, dir, in string, rows, reps int) error {
 		var rss int64
 		peak := filepath.Join(dir, "peak")
 		for range reps + 1 { // the first run is untimed: the page cache holds the input after it
+			// A new output every time, as the limit's file below: replacing the last run's
+			// output would add the release of its page cache to the rename.
+			os.Remove(out)
 			cmd := exec.Command(self, "analyze", in, "-o", out, "--device", "cpu", "--quiet")
 			cmd.Env = append(os.Environ(), peakRSSEnv+"="+peak)
 			var stderr bytes.Buffer
@@ -212,7 +216,9 @@ func benchRowStatsCLI(env *environment, dir, in string, rows, reps int) error {
 }
 
 // writeAlone is the shortest of reps writes of n bytes (1 MiB at a time) to a new file at path,
-// synced and closed: what writing an output of n bytes costs this machine at the least.
+// synced and put in place as papo's outputs are (atomicfile: a temporary file whose writeback
+// starts as it is written, synced, renamed, the directory synced): what writing an output of n
+// bytes costs this machine at the least.
 func writeAlone(path string, n int64, reps int) (time.Duration, error) {
 	buf := make([]byte, 1<<20)
 	for i := range buf {
@@ -222,14 +228,18 @@ func writeAlone(path string, n int64, reps int) (time.Duration, error) {
 	for range reps {
 		os.Remove(path)
 		start := time.Now()
-		f, err := os.Create(path)
+		f, err := atomicfile.Create(path)
 		if err != nil {
 			return 0, err
 		}
 		for left := n; left > 0 && err == nil; left -= int64(len(buf)) {
 			_, err = f.Write(buf[:min(left, int64(len(buf)))])
 		}
-		if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+		if err == nil {
+			err = f.Commit()
+		}
+		if err != nil {
+			f.Abort()
 			return 0, err
 		}
 		if d := time.Since(start); best == 0 || d < best {
