@@ -272,6 +272,16 @@ func TestBadInput(t *testing.T) {
 			float32Array(mem, []float32{0, float32(math.Inf(1)), -1, -2}, nil)), []string{"row 1 (input row 1): old_logprob is +Inf"}},
 		{"NaN old_logprob (float64 column)", with(arrow.Field{Name: ColOldLogprob, Type: arrow.PrimitiveTypes.Float64},
 			f64([]float64{0, -1, -1, math.NaN()}, nil)), []string{"row 3 (input row 3): old_logprob is NaN"}},
+		// A NaN or ±Inf under a null is no value: the error names the first one present.
+		{"+Inf advantage after a null NaN", with(arrow.Field{Name: ColAdvantage, Type: arrow.PrimitiveTypes.Float32},
+			float32Array(mem, []float32{float32(math.NaN()), 1, float32(math.Inf(-1)), 2}, []bool{false, true, true, true})),
+			[]string{"row 2 (input row 2): advantage is -Inf"}},
+		{"NaN old_logprob after a null +Inf", with(arrow.Field{Name: ColOldLogprob, Type: arrow.PrimitiveTypes.Float32},
+			float32Array(mem, []float32{float32(math.Inf(1)), -1, float32(math.NaN()), -2}, []bool{false, true, true, true})),
+			[]string{"row 2 (input row 2): old_logprob is NaN"}},
+		{"+Inf old_logprob (float64 column) after a null NaN", with(arrow.Field{Name: ColOldLogprob, Type: arrow.PrimitiveTypes.Float64},
+			f64([]float64{math.NaN(), -1, math.Inf(1), -2}, []bool{false, true, true, true})),
+			[]string{"row 2 (input row 2): old_logprob is +Inf"}},
 		{"null step", with(arrow.Field{Name: ColStep, Type: arrow.PrimitiveTypes.Int64},
 			i64([]int64{1, 1, 1, 1}, []bool{true, true, true, false})), []string{"row 3 (input row 3): step is null"}},
 		{"bad papo.temperature", func() []byte {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/bitutil"
 
 	"github.com/entropy-polarity/papo/polarity"
 )
@@ -180,9 +179,14 @@ func (r *Reader) scalarColumns(rec arrow.Record, b *Batch, v int, rowErr func(st
 	if lay.mask >= 0 {
 		m := rec.Column(lay.mask).(*array.Boolean)
 		in.Mask = make([]bool, n)
-		for i := range in.Mask {
+		if n > 0 {
+			unpackBits(in.Mask, m.Data().Buffers()[1].Bytes(), m.Data().Offset())
+		}
+		if m.NullN() != 0 {
 			// A null mask counts as trained: a trainer that leaves it out means "no mask".
-			in.Mask[i] = m.IsNull(i) || m.Value(i)
+			for i := range in.Mask {
+				in.Mask[i] = in.Mask[i] || m.IsNull(i)
+			}
 		}
 	}
 	if lay.step >= 0 {
@@ -276,10 +280,12 @@ func validity(col arrow.Array) []bool {
 		return nil
 	}
 	valid := make([]bool, col.Len())
-	bm := col.NullBitmapBytes()
-	off := col.Data().Offset()
-	for i := range valid {
-		valid[i] = len(bm) == 0 || bitutil.BitIsSet(bm, off+i)
+	if bm := col.NullBitmapBytes(); len(bm) != 0 {
+		unpackBits(valid, bm, col.Data().Offset())
+	} else {
+		for i := range valid {
+			valid[i] = true
+		}
 	}
 	return valid
 }
@@ -295,8 +301,10 @@ func advantages(col arrow.Array, in *polarity.Batch, rowErr func(string, int, st
 			in.Advantage[i] = float64(x)
 		}
 	}
+	// One subtraction and compare a row finds NaN and ±Inf (x − x is NaN for them, 0 for any
+	// finite x); only then are the validities looked at, for the first such value present.
 	for i, x := range in.Advantage {
-		if (valid == nil || valid[i]) && (math.IsNaN(x) || math.IsInf(x, 0)) {
+		if x-x != 0 && (valid == nil || valid[i]) {
 			return rowErr(ColAdvantage, i, "advantage is %v; want a finite number (null means no advantage)", x)
 		}
 	}
@@ -306,25 +314,25 @@ func advantages(col arrow.Array, in *polarity.Batch, rowErr func(string, int, st
 
 func oldLogprobs(col arrow.Array, in *polarity.Batch, rowErr func(string, int, string, ...any) error) error {
 	valid := validity(col)
-	check := func(i int, x float64) error {
-		if (valid == nil || valid[i]) && (math.IsNaN(x) || math.IsInf(x, 1)) {
-			return rowErr(ColOldLogprob, i, "old_logprob is %v; want log π_old(a) ≤ 0 (null means absent)", x)
-		}
-		return nil
+	// NaN and +Inf are refused (−Inf is a probability of 0): both fail x < +Inf, one compare a
+	// row; the validities are looked at only for such a value.
+	bad := func(i int, x float64) error {
+		return rowErr(ColOldLogprob, i, "old_logprob is %v; want log π_old(a) ≤ 0 (null means absent)", x)
 	}
 	switch a := col.(type) {
 	case *array.Float32:
 		in.OldLogprob = a.Float32Values()
+		inf := float32(math.Inf(1))
 		for i, x := range in.OldLogprob {
-			if err := check(i, float64(x)); err != nil {
-				return err
+			if !(x < inf) && (valid == nil || valid[i]) {
+				return bad(i, float64(x))
 			}
 		}
 	case *array.Float64:
 		in.OldLogprob = make([]float32, a.Len())
 		for i, x := range a.Float64Values() {
-			if err := check(i, x); err != nil {
-				return err
+			if !(x < math.Inf(1)) && (valid == nil || valid[i]) {
+				return bad(i, x)
 			}
 			in.OldLogprob[i] = float32(x)
 		}

@@ -1,0 +1,41 @@
+package papoio
+
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
+// bitBools[b] is the byte b of an Arrow bitmap as 8 Go bools (1 or 0 a byte, the least
+// significant bit first), in the order a little-endian store of the word writes them.
+var bitBools = func() (t [256]uint64) {
+	for b := range t {
+		for k := range 8 {
+			if b>>k&1 != 0 {
+				t[b] |= 1 << (8 * k)
+			}
+		}
+	}
+	return t
+}()
+
+// unpackBits sets dst[i] to bit off+i of the Arrow bitmap bm (least significant bit first), for
+// every i: eight bools a store where the bits are byte-aligned, instead of a shift, a mask and a
+// bounds check a row (bitutil.BitIsSet per row was 5 % of papo serve's CPU on a row-statistics
+// request with a mask). bm must hold off+len(dst) bits.
+func unpackBits(dst []bool, bm []byte, off int) {
+	i := 0
+	for ; i < len(dst) && (off+i)&7 != 0; i++ {
+		dst[i] = bm[(off+i)>>3]>>((off+i)&7)&1 != 0
+	}
+	if whole := (len(dst) - i) >> 3; whole > 0 {
+		src := bm[(off+i)>>3:][:whole]
+		out := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst[i:]))), 8*whole)
+		for k, b := range src {
+			binary.LittleEndian.PutUint64(out[8*k:], bitBools[b])
+		}
+		i += 8 * whole
+	}
+	for ; i < len(dst); i++ {
+		dst[i] = bm[(off+i)>>3]>>((off+i)&7)&1 != 0
+	}
+}
