@@ -1,17 +1,21 @@
 package papoio
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"unsafe"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/entropy-polarity/papo/polarity"
 )
 
 func TestLimitAllocator(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	a := &limitAllocator{mem: mem, limit: 8 << 20}
+	a := newLimitAllocator(mem, 8<<20, nil)
 
 	// A freed large buffer is lent again, cleared, and accounted for once.
 	b := a.Allocate(2 << 20)
@@ -61,4 +65,86 @@ func TestLimitAllocator(t *testing.T) {
 		}()
 		a.Allocate(9 << 20)
 	}()
+}
+
+// largeAllocs counts the allocations of 1 MiB and more that reach the allocator below.
+type largeAllocs struct {
+	memory.Allocator
+	n int
+}
+
+func (l *largeAllocs) Allocate(size int) []byte {
+	if size >= poolMinSize {
+		l.n++
+	}
+	return l.Allocator.Allocate(size)
+}
+
+func (l *largeAllocs) Reallocate(size int, b []byte) []byte {
+	if size >= poolMinSize {
+		l.n++
+	}
+	return l.Allocator.Reallocate(size, b)
+}
+
+// TestBufferPoolShared: Readers given one BufferPool (a server's requests, one after another)
+// take the message bodies of the Readers before them: the second Reader of the same stream
+// allocates no large buffer, where a Reader with its own pool grows its first body anew; the
+// pool keeps no more than its cap, and Release gives everything back.
+func TestBufferPoolShared(t *testing.T) {
+	checked := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer checked.AssertSize(t, 0)
+	mem := &largeAllocs{Allocator: checked}
+	const v, rows = 1024, 512 // 2 MiB of logits a batch
+	cols := testColumns(polarity.Float32, v, rows, 0)
+	schema := InputSchema(v, polarity.Float32, cols, nil)
+	var recs []arrow.Record
+	for range 3 {
+		rec, err := BuildInput(memory.NewGoAllocator(), schema, &cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	stream := encodeIPC(t, true, schema, recs...)
+	releaseRecords(recs)
+
+	read := func(opts ...Option) int {
+		t.Helper()
+		before := mem.n
+		r, err := NewReader(bytes.NewReader(stream), "pooled", mem, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for r.Next() {
+			n += r.Batch().Input.Rows()
+		}
+		if err := errors.Join(r.Err(), r.Close()); err != nil || n != 3*rows {
+			t.Fatalf("read %d rows, %v; want %d", n, err, 3*rows)
+		}
+		return mem.n - before
+	}
+	if got := read(); got == 0 {
+		t.Fatal("a Reader with its own pool allocated no large buffer: the test measures nothing")
+	}
+	pool := NewBufferPool(mem, 64<<20)
+	first := read(WithBufferPool(pool))
+	if pool.Bytes() == 0 {
+		t.Fatal("the shared pool holds nothing after its first Reader closed")
+	}
+	if got := read(WithBufferPool(pool)); got != 0 {
+		t.Errorf("the second Reader of a shared pool made %d large allocations (the first %d); want 0", got, first)
+	}
+	pool.Release()
+	if got := checked.CurrentAlloc(); got != 0 {
+		t.Errorf("%d bytes still allocated after Release", got)
+	}
+
+	small := NewBufferPool(mem, 1<<20) // under one body: keeps nothing
+	read(WithBufferPool(small))
+	if got := small.Bytes(); got != 0 {
+		t.Errorf("a pool capped at 1 MiB holds %d bytes", got)
+	}
+	small.Release()
 }

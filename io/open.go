@@ -92,7 +92,7 @@ func newReader(src io.Reader, name string, mem memory.Allocator, optList []Optio
 		mem = memory.DefaultAllocator
 	}
 	opt := newOptions(optList)
-	r := &Reader{name: name, mem: &limitAllocator{mem: mem, limit: opt.maxBuffer}, limit: opt.maxBuffer}
+	r := &Reader{name: name, mem: newLimitAllocator(mem, opt.maxBuffer, opt.bodies), limit: opt.maxBuffer}
 
 	var head []byte
 	var ra *io.SectionReader

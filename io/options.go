@@ -19,6 +19,7 @@ type options struct {
 	contract    func(*arrow.Schema) bool
 	spoolMemory int          // longest IPC file from a pipe held in memory (spoolInMemory; tests lower it)
 	tables      []TableCodec // WithTables
+	bodies      *BufferPool  // WithBufferPool
 }
 
 // WithMaxBufferBytes caps any single buffer the reader allocates (a message body, a column's
@@ -47,6 +48,11 @@ func WithContract(contract func(*arrow.Schema) bool) Option {
 func WithTables(codecs ...TableCodec) Option {
 	return func(o *options) { o.tables = append(o.tables, codecs...) }
 }
+
+// WithBufferPool has the Reader take its large buffers from p and give them back to it, for the
+// Readers that come after (BufferPool): a server passes one pool to the Reader of every
+// request. The Reader allocates from p's allocator then, not from the one given to it.
+func WithBufferPool(p *BufferPool) Option { return func(o *options) { o.bodies = p } }
 
 func newOptions(opts []Option) options {
 	o := options{maxBuffer: physicalMemory(), spoolMemory: spoolInMemory}

@@ -97,7 +97,7 @@ func ReadPartials(path string, opts ...Option) ([]StepPartials, error) {
 		return nil, fileError(path, err, "cannot open")
 	}
 	defer f.Close()
-	r := &Reader{name: path, mem: &limitAllocator{mem: memory.DefaultAllocator, limit: 1 << 30}, limit: 1 << 30}
+	r := &Reader{name: path, mem: newLimitAllocator(memory.DefaultAllocator, 1<<30, nil), limit: 1 << 30}
 	defer r.Close()
 	if format := tableFormat(path); format != "" {
 		opt := newOptions(opts)

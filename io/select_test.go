@@ -15,7 +15,7 @@ import (
 func TestTakePooled(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	a := &limitAllocator{mem: mem, limit: 64 << 20}
+	a := newLimitAllocator(mem, 64<<20, nil)
 	if a.takePooled(2<<20) != nil {
 		t.Fatal("an empty pool lent a buffer")
 	}

@@ -40,7 +40,7 @@ func newTableReader(f *os.File, name string, format Format, mem memory.Allocator
 		mem = memory.DefaultAllocator
 	}
 	opt := newOptions(optList)
-	r := &Reader{name: name, mem: &limitAllocator{mem: mem, limit: opt.maxBuffer}, limit: opt.maxBuffer}
+	r := &Reader{name: name, mem: newLimitAllocator(mem, opt.maxBuffer, opt.bodies), limit: opt.maxBuffer}
 	if err := guard(func() error { return r.openTable(f, format, &opt) }); err != nil {
 		r.Close()
 		return nil, fileError(name, err, "reading the %s table", format)

@@ -152,7 +152,8 @@ func (s *Server) handle(ctx context.Context, br *bufio.Reader, q *replyQueue, lo
 	var schema *arrow.Schema // once the schema message has been read whole
 	contract := func(s *arrow.Schema) bool { schema = s; return needsContract(s) }
 	rd, err := papoio.NewReader(br, "request", s.cfg.Mem,
-		papoio.WithStreamOnly(), papoio.WithMaxBufferBytes(s.cfg.MaxBatchBytes), papoio.WithContract(contract))
+		papoio.WithStreamOnly(), papoio.WithMaxBufferBytes(s.cfg.MaxBatchBytes), papoio.WithContract(contract),
+		papoio.WithBufferPool(s.bodies))
 	if err != nil {
 		o.err = s.inputError(err)
 		s.emptyData(q)
