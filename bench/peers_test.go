@@ -329,3 +329,22 @@ func TestCommas(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepFaster: a repeated measurement replaces the entry only when faster, and a new one is
+// added; the percentages are then of the faster C figure.
+func TestKeepFaster(t *testing.T) {
+	r := &Report{V: 64}
+	c := func(tps float64, n int) Entry {
+		return Entry{Kind: CKernel, Name: "C avx2+fma", Dtype: "float32", V: 64, Threads: n, TokensPerSec: tps}
+	}
+	r.KeepFaster(c(100, 1))
+	r.KeepFaster(c(80, 1))  // slower: kept out
+	r.KeepFaster(c(120, 2)) // another thread count: added
+	r.KeepFaster(c(150, 2)) // faster: replaces
+	if len(r.Entries) != 2 || r.Entries[0].TokensPerSec != 100 || r.Entries[1].TokensPerSec != 150 {
+		t.Fatalf("entries %+v; want 100 on 1 thread and 150 on 2", r.Entries)
+	}
+	if e, ok := r.roofline(2); !ok || e.TokensPerSec != 150 {
+		t.Fatalf("the 2-thread roofline is %+v; want the faster, 150", e)
+	}
+}
