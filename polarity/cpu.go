@@ -193,17 +193,6 @@ func (c *cpuCompute) row(i int, bk *blockKernel, buf *[blockLen]float32) error {
 	sums := EmptySums()
 	for j := 0; j < V; j += blockLen {
 		k := min(blockLen, V-j)
-		var x []float32
-		switch l.Dtype {
-		case Float32:
-			x = l.F32[base+j : base+j+k]
-		case BFloat16:
-			x = buf[:k]
-			bk.decodeBFloat16(x, l.Bits[base+j:base+j+k])
-		case Float16:
-			x = buf[:k]
-			bk.decodeFloat16(x, l.Bits[base+j:base+j+k])
-		}
 		if j+k < V { // the row's next block (the next row may be another worker's)
 			switch l.Dtype {
 			case Float32:
@@ -212,7 +201,16 @@ func (c *cpuCompute) row(i int, bk *blockKernel, buf *[blockLen]float32) error {
 				bk.prefetch(unsafe.Pointer(&l.Bits[base+j+k]))
 			}
 		}
-		bs := bk.accumulate(x)
+		var x []float32
+		var bs blockSums
+		switch l.Dtype {
+		case Float32:
+			x = l.F32[base+j : base+j+k]
+			bs = bk.accumulate(x)
+		default: // decoded into buf, with the block's maximum taken as it is decoded
+			x = buf[:k]
+			bs = bk.accumulate16(x, l.Bits[base+j:base+j+k], l.Dtype == BFloat16)
+		}
 		if !(bs.Max <= math.MaxFloat32) || bs.Rest != bs.Rest {
 			for jj, z := range x {
 				if z != z || z > math.MaxFloat32 {

@@ -80,6 +80,20 @@ func (b *blockKernel) accumulate(x []float32) blockSums {
 	return b.asm.accumulate(x, b.invTau)
 }
 
+// accumulate16 decodes the 16-bit block src (bfloat16 when bf16, else float16) into dst and
+// returns accumulate(dst), in fewer passes over the block where the kernel can.
+func (b *blockKernel) accumulate16(dst []float32, src []uint16, bf16 bool) blockSums {
+	if b.kernel == KernelGo {
+		if bf16 {
+			decodeBFloat16Generic(dst, src)
+		} else {
+			decodeFloat16Generic(dst, src)
+		}
+		return accumulateBlockGeneric(dst, b.invTau)
+	}
+	return b.asm.accumulate16(dst, src, bf16, b.invTau)
+}
+
 // prefetch tells the kernel where the block after the next accumulate starts (nil: none, or
 // another worker's), for the assembly kernels to prefetch while they sum.
 func (b *blockKernel) prefetch(next unsafe.Pointer) {

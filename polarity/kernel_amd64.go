@@ -99,6 +99,12 @@ func decodeFloat16AVX512(dst *float32, src *uint16, n int)
 //go:noescape
 func decodeBFloat16AVX512(dst *float32, src *uint16, n int)
 
+//go:noescape
+func decodeMaxFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
+
+//go:noescape
+func decodeMaxBFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
+
 // asmState is an assembly kernel's per-worker state.
 type asmState struct {
 	p       avx2Params
@@ -153,15 +159,54 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 	if n == 0 {
 		return accumulateBlockGeneric(x, invTau)
 	}
-	ninf := float32(math.Inf(-1))
 	var lanes [16]float32
-	fill(lanes[:], ninf)
+	fill(lanes[:], float32(math.Inf(-1)))
 	if a.wide { // direct calls: through a func value, lanes and out would escape to the heap
 		maxAVX512(&x[0], n, &lanes)
 	} else {
 		maxAVX2(&x[0], n, &lanes)
 	}
-	mx := maxLanes(&lanes)
+	return a.fromLanes(x, n, invTau, next, &lanes)
+}
+
+// accumulate16 decodes the float16 (bf16 false) or bfloat16 block src into dst and returns
+// accumulate(dst): with AVX-512 the decode also takes the block's lane maxima
+// (decodeMax*AVX512), so that the block is not read again for them; the same lanes, so the
+// same sums bit for bit (TestAccumulate16).
+func (a *asmState) accumulate16(dst []float32, src []uint16, bf16 bool, invTau float64) blockSums {
+	n := len(dst) &^ 15
+	if !a.wide || n == 0 {
+		if bf16 {
+			a.decodeBFloat16(dst, src)
+		} else {
+			a.decodeFloat16(dst, src)
+		}
+		return a.accumulate(dst, invTau)
+	}
+	src = src[:len(dst)]
+	var lanes [16]float32
+	fill(lanes[:], float32(math.Inf(-1)))
+	if bf16 {
+		decodeMaxBFloat16AVX512(&dst[0], &src[0], n, &lanes)
+		decodeBFloat16Generic(dst[n:], src[n:])
+	} else {
+		decodeMaxFloat16AVX512(&dst[0], &src[0], n, &lanes)
+		decodeFloat16Generic(dst[n:], src[n:])
+	}
+	next := a.next
+	a.next = 0
+	return a.fromLanes(dst, n, invTau, next, &lanes)
+}
+
+// fromLanes is accumulate after the maximum pass: lanes are the lane maxima of x[:n] (n > 0,
+// a multiple of the width), and next the block to prefetch (0: none).
+func (a *asmState) fromLanes(x []float32, n int, invTau float64, next uintptr, lanes *[16]float32) blockSums {
+	width := 8
+	if a.wide {
+		width = 16
+	}
+	ninf := float32(math.Inf(-1))
+	mx := maxLanes(lanes)
 	for _, z := range x[n:] {
 		if z > mx {
 			mx = z

@@ -515,16 +515,30 @@ zdone:
 	VZEROUPPER
 	RET
 
+// ZLANES4 loads the sixteen lane maxima at (DX) into the four accumulators Z0–Z3 of
+// maxAVX512 and the decodeMax kernels; ZLANESDONE folds the four into Z0, stores it at (DX) and
+// returns.
+#define ZLANES4 \
+	VMOVUPS (DX), Z0; \
+	VMOVAPS Z0, Z1;   \
+	VMOVAPS Z0, Z2;   \
+	VMOVAPS Z0, Z3
+
+#define ZLANESDONE \
+	VMAXPS  Z1, Z0, Z0; \
+	VMAXPS  Z3, Z2, Z2; \
+	VMAXPS  Z2, Z0, Z0; \
+	VMOVUPS Z0, (DX);   \
+	VZEROUPPER;         \
+	RET
+
 // func maxAVX512(x *float32, n int, lanes *[16]float32)
 // maxAVX2 in sixteen lanes (n a multiple of 16).
 TEXT ·maxAVX512(SB), NOSPLIT, $0-24
 	MOVQ    x+0(FP), SI
 	MOVQ    n+8(FP), CX
 	MOVQ    lanes+16(FP), DX
-	VMOVUPS (DX), Z0
-	VMOVAPS Z0, Z1
-	VMOVAPS Z0, Z2
-	VMOVAPS Z0, Z3
+	ZLANES4
 
 zmax64:
 	CMPQ    CX, $64
@@ -551,12 +565,7 @@ zmax16:
 	JMP     zmax16
 
 zmaxdone:
-	VMAXPS  Z1, Z0, Z0
-	VMAXPS  Z3, Z2, Z2
-	VMAXPS  Z2, Z0, Z0
-	VMOVUPS Z0, (DX)
-	VZEROUPPER
-	RET
+	ZLANESDONE
 
 // func decodeFloat16AVX512(dst *float32, src *uint16, n int)
 // n a multiple of 16: decodeFloat16F16C, sixteen at a time.
@@ -636,3 +645,91 @@ zbf16loop:
 zbf16done:
 	VZEROUPPER
 	RET
+
+// ZSTOREMAX4 stores the 64 decoded values in Z4–Z7 at (DI), takes them into the lane maxima
+// Z0–Z3 and moves on 64 elements; ZSTOREMAX1 the same for the sixteen in Z4 (the decodeMax
+// kernels).
+#define ZSTOREMAX4 \
+	VMOVUPS Z4, (DI);    \
+	VMOVUPS Z5, 64(DI);  \
+	VMOVUPS Z6, 128(DI); \
+	VMOVUPS Z7, 192(DI); \
+	VMAXPS  Z0, Z4, Z0;  \
+	VMAXPS  Z1, Z5, Z1;  \
+	VMAXPS  Z2, Z6, Z2;  \
+	VMAXPS  Z3, Z7, Z3;  \
+	ADDQ    $128, SI;    \
+	ADDQ    $256, DI;    \
+	SUBQ    $64, CX
+
+#define ZSTOREMAX1 \
+	VMOVUPS Z4, (DI);   \
+	VMAXPS  Z0, Z4, Z0; \
+	ADDQ    $32, SI;    \
+	ADDQ    $64, DI;    \
+	SUBQ    $16, CX
+
+// func decodeMaxFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
+// decodeFloat16AVX512 and maxAVX512 of the decoded values in one pass (n a multiple of 16):
+// the same four accumulators over the same runs of 64 and 16 as maxAVX512, so the lanes are
+// its lanes bit for bit, without reading the block back.
+TEXT ·decodeMaxFloat16AVX512(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), DI
+	MOVQ    src+8(FP), SI
+	MOVQ    n+16(FP), CX
+	MOVQ    lanes+24(FP), DX
+	ZLANES4
+
+zdmf64:
+	CMPQ      CX, $64
+	JLT       zdmf16
+	VCVTPH2PS (SI), Z4
+	VCVTPH2PS 32(SI), Z5
+	VCVTPH2PS 64(SI), Z6
+	VCVTPH2PS 96(SI), Z7
+	ZSTOREMAX4
+	JMP       zdmf64
+
+zdmf16:
+	CMPQ      CX, $16
+	JLT       zdmfdone
+	VCVTPH2PS (SI), Z4
+	ZSTOREMAX1
+	JMP       zdmf16
+
+zdmfdone:
+	ZLANESDONE
+
+// func decodeMaxBFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
+// decodeBFloat16AVX512 and maxAVX512 in one pass, as decodeMaxFloat16AVX512.
+TEXT ·decodeMaxBFloat16AVX512(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), DI
+	MOVQ    src+8(FP), SI
+	MOVQ    n+16(FP), CX
+	MOVQ    lanes+24(FP), DX
+	ZLANES4
+
+zdmb64:
+	CMPQ      CX, $64
+	JLT       zdmb16
+	VPMOVZXWD (SI), Z4
+	VPMOVZXWD 32(SI), Z5
+	VPMOVZXWD 64(SI), Z6
+	VPMOVZXWD 96(SI), Z7
+	VPSLLD    $16, Z4, Z4
+	VPSLLD    $16, Z5, Z5
+	VPSLLD    $16, Z6, Z6
+	VPSLLD    $16, Z7, Z7
+	ZSTOREMAX4
+	JMP       zdmb64
+
+zdmb16:
+	CMPQ      CX, $16
+	JLT       zdmbdone
+	VPMOVZXWD (SI), Z4
+	VPSLLD    $16, Z4, Z4
+	ZSTOREMAX1
+	JMP       zdmb16
+
+zdmbdone:
+	ZLANESDONE

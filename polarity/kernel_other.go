@@ -26,3 +26,7 @@ func (*asmState) decodeFloat16([]float32, []uint16) {
 func (*asmState) decodeBFloat16([]float32, []uint16) {
 	panic("polarity: no assembly kernel in this build")
 }
+
+func (*asmState) accumulate16([]float32, []uint16, bool, float64) blockSums {
+	panic("polarity: no assembly kernel in this build")
+}
