@@ -64,7 +64,7 @@ func newLimitAllocator(mem memory.Allocator, limit int64, shared *BufferPool) *l
 // Readers given it (WithBufferPool) free, for the Readers that come after: a server reading one
 // request after another on a connection gets each request's message bodies from the last
 // request's, instead of growing fresh ones from 1 MiB (copies, clearing and page faults: about
-// a tenth of papo serve's time on a 4M-token request in batches of 131,072 rows, 2026-12-07).
+// 10 ms, 3 % of papo serve's CPU, on a 4M-token request in batches of 131,072 rows, 2026-12-07).
 // It holds at most twice the largest allocation seen, and never more than its cap; a Reader's
 // own pool (without WithBufferPool) lives as long as the Reader.
 type BufferPool struct {
