@@ -20,8 +20,9 @@ var bitBools = func() (t [256]uint64) {
 
 // unpackBits sets dst[i] to bit off+i of the Arrow bitmap bm (least significant bit first), for
 // every i: eight bools a store where the bits are byte-aligned, instead of a shift, a mask and a
-// bounds check a row (bitutil.BitIsSet per row was 5 % of papo serve's CPU on a row-statistics
-// request with a mask). bm must hold off+len(dst) bits.
+// bounds check a row: a million bits in 0.16 ms instead of 1.0 ms with bitutil.BitIsSet per row
+// (Zen 5, 2026-12-07), whose loop over the mask was 1.6 % of papo serve's CPU on 4M-token
+// row-statistics requests. bm must hold off+len(dst) bits.
 func unpackBits(dst []bool, bm []byte, off int) {
 	i := 0
 	for ; i < len(dst) && (off+i)&7 != 0; i++ {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -595,47 +594,5 @@ func TestCheckLargeStep(t *testing.T) {
 	tok.Entropy[later] = 1
 	if err := tok.check(MethodPAPO); err != nil {
 		t.Errorf("a good step: %v", err)
-	}
-}
-
-// TestApplyStatsAreAdds: Apply's statistics of a multiplicative method are those of
-// WeightAccumulator.Add over the weighted tokens in order, bit for bit (its final pass folds them
-// in locals of its own), with the method's weights computed again, times the scale.
-func TestApplyStatsAreAdds(t *testing.T) {
-	rng := rand.New(rand.NewPCG(21, 22))
-	for trial := range 60 {
-		tok := randomStep(rng, 1+rng.IntN(500))
-		c := papoConfig(0.9*rng.Float64(), []string{GSign, GTanh}[trial%2], trial%4 == 1)
-		c.Method = []string{MethodPAPO, MethodPAPO, MethodClipCov, MethodSTEER, MethodTopEntropy}[trial%5]
-		c.Renormalize = c.Renormalize && c.Method == MethodPAPO
-		phi := 2*rng.Float64() - 1
-		_, at, got := runApply(t, c, phi, tok)
-		w64 := make([]float64, tok.Len())
-		multiplicativeWeights(c, phi, tok, w64)
-		var acc WeightAccumulator
-		for i := range w64 {
-			if !tok.weighted(i) {
-				continue
-			}
-			w, a := w64[i]*got.Scale, tok.Advantage[i]
-			r := w * a
-			if math.Float64bits(r) != math.Float64bits(at[i]) {
-				t.Fatalf("trial %d (%s): Ã[%d] = %v; want %v", trial, c.Method, i, at[i], r)
-			}
-			acc.Add(w, a, r, float64(tok.PredictedDeltaH[i]), r != a)
-		}
-		want := acc.Stats(got.Scale)
-		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
-		for f := range gv.NumField() {
-			g, w := gv.Field(f), wv.Field(f)
-			same := g.Interface() == w.Interface()
-			if g.Kind() == reflect.Float64 {
-				same = math.Float64bits(g.Float()) == math.Float64bits(w.Float())
-			}
-			if !same {
-				t.Errorf("trial %d (%s, renormalized %v): %s = %v; want %v (Add's)", trial, c.Method, c.Renormalize,
-					gv.Type().Field(f).Name, g.Interface(), w.Interface())
-			}
-		}
 	}
 }

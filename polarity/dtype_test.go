@@ -72,7 +72,7 @@ func TestFloat16Decode(t *testing.T) {
 	}
 	for _, k := range Kernels() {
 		dst := make([]float32, len(src)-3)
-		newBlockKernel(k, 1).decodeFloat16(dst, src)
+		newBlockKernel(k, 1).decode16(dst, src, false)
 		for h, got := range dst {
 			want := Float16ToFloat32(uint16(h))
 			if want != want {
@@ -96,7 +96,7 @@ func TestBFloat16Decode(t *testing.T) {
 	for _, k := range Kernels() {
 		name := k.String()
 		dst := make([]float32, len(src)-5)
-		newBlockKernel(k, 1).decodeBFloat16(dst, src)
+		newBlockKernel(k, 1).decode16(dst, src, true)
 		for h, got := range dst {
 			want := math.Float32frombits(uint32(h) << 16) // bfloat16 is binary32's upper half
 			if math.Float32bits(got) != math.Float32bits(want) || math.Float32bits(BFloat16ToFloat32(uint16(h))) != math.Float32bits(want) {

@@ -83,15 +83,11 @@ func (b *blockKernel) accumulate(x []float32) blockSums {
 // accumulate16 decodes the 16-bit block src (bfloat16 when bf16, else float16) into dst and
 // returns accumulate(dst), in fewer passes over the block where the kernel can.
 func (b *blockKernel) accumulate16(dst []float32, src []uint16, bf16 bool) blockSums {
-	if b.kernel == KernelGo {
-		if bf16 {
-			decodeBFloat16Generic(dst, src)
-		} else {
-			decodeFloat16Generic(dst, src)
-		}
-		return accumulateBlockGeneric(dst, b.invTau)
+	if b.kernel != KernelGo {
+		return b.asm.accumulate16(dst, src, bf16, b.invTau)
 	}
-	return b.asm.accumulate16(dst, src, bf16, b.invTau)
+	b.decode16(dst, src, bf16)
+	return accumulateBlockGeneric(dst, b.invTau)
 }
 
 // prefetch tells the kernel where the block after the next accumulate starts (nil: none, or
@@ -102,18 +98,20 @@ func (b *blockKernel) prefetch(next unsafe.Pointer) {
 	}
 }
 
-func (b *blockKernel) decodeFloat16(dst []float32, src []uint16) {
-	if b.kernel == KernelGo {
-		decodeFloat16Generic(dst, src)
+// decode16 decodes the 16-bit logits src (bfloat16 when bf16, else float16) into dst.
+func (b *blockKernel) decode16(dst []float32, src []uint16, bf16 bool) {
+	if b.kernel != KernelGo {
+		b.asm.decode16(dst, src, bf16)
 		return
 	}
-	b.asm.decodeFloat16(dst, src)
+	decode16Generic(dst, src, bf16)
 }
 
-func (b *blockKernel) decodeBFloat16(dst []float32, src []uint16) {
-	if b.kernel == KernelGo {
+// decode16Generic is decode16 in pure Go.
+func decode16Generic(dst []float32, src []uint16, bf16 bool) {
+	if bf16 {
 		decodeBFloat16Generic(dst, src)
-		return
+	} else {
+		decodeFloat16Generic(dst, src)
 	}
-	b.asm.decodeBFloat16(dst, src)
 }

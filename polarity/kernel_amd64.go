@@ -100,10 +100,7 @@ func decodeFloat16AVX512(dst *float32, src *uint16, n int)
 func decodeBFloat16AVX512(dst *float32, src *uint16, n int)
 
 //go:noescape
-func decodeMaxFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
-
-//go:noescape
-func decodeMaxBFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
+func decodeMax16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32, bf16 bool)
 
 // asmState is an assembly kernel's per-worker state.
 type asmState struct {
@@ -171,28 +168,19 @@ func (a *asmState) accumulate(x []float32, invTau float64) blockSums {
 
 // accumulate16 decodes the float16 (bf16 false) or bfloat16 block src into dst and returns
 // accumulate(dst): with AVX-512 the decode also takes the block's lane maxima
-// (decodeMax*AVX512), so that the block is not read again for them; the same lanes, so the
+// (decodeMax16AVX512), so that the block is not read again for them; the same lanes, so the
 // same sums bit for bit (TestAccumulate16).
 func (a *asmState) accumulate16(dst []float32, src []uint16, bf16 bool, invTau float64) blockSums {
 	n := len(dst) &^ 15
 	if !a.wide || n == 0 {
-		if bf16 {
-			a.decodeBFloat16(dst, src)
-		} else {
-			a.decodeFloat16(dst, src)
-		}
+		a.decode16(dst, src, bf16)
 		return a.accumulate(dst, invTau)
 	}
 	src = src[:len(dst)]
 	var lanes [16]float32
 	fill(lanes[:], float32(math.Inf(-1)))
-	if bf16 {
-		decodeMaxBFloat16AVX512(&dst[0], &src[0], n, &lanes)
-		decodeBFloat16Generic(dst[n:], src[n:])
-	} else {
-		decodeMaxFloat16AVX512(&dst[0], &src[0], n, &lanes)
-		decodeFloat16Generic(dst[n:], src[n:])
-	}
+	decodeMax16AVX512(&dst[0], &src[0], n, &lanes, bf16)
+	decode16Generic(dst[n:], src[n:], bf16)
 	next := a.next
 	a.next = 0
 	return a.fromLanes(dst, n, invTau, next, &lanes)
@@ -282,19 +270,17 @@ func (a *asmState) sums(x *float32, n int, out *asmSums, pf uintptr) {
 // memory-bound while the sums (from L1) leave the memory idle (bench/RESULTS.md).
 func (a *asmState) prefetch(next unsafe.Pointer) { a.next = uintptr(next) }
 
-func (a *asmState) decodeFloat16(dst []float32, src []uint16) {
-	if a.wide {
-		decodeBulk(dst, src, 16, decodeFloat16AVX512, decodeFloat16Generic)
-	} else {
-		decodeBulk(dst, src, 8, decodeFloat16F16C, decodeFloat16Generic)
-	}
-}
-
-func (a *asmState) decodeBFloat16(dst []float32, src []uint16) {
-	if a.wide {
+// decode16 is blockKernel.decode16 in assembly.
+func (a *asmState) decode16(dst []float32, src []uint16, bf16 bool) {
+	switch {
+	case bf16 && a.wide:
 		decodeBulk(dst, src, 16, decodeBFloat16AVX512, decodeBFloat16Generic)
-	} else {
+	case bf16:
 		decodeBulk(dst, src, 8, decodeBFloat16AVX2, decodeBFloat16Generic)
+	case a.wide:
+		decodeBulk(dst, src, 16, decodeFloat16AVX512, decodeFloat16Generic)
+	default:
+		decodeBulk(dst, src, 8, decodeFloat16F16C, decodeFloat16Generic)
 	}
 }
 

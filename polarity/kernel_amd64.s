@@ -516,7 +516,7 @@ zdone:
 	RET
 
 // ZLANES4 loads the sixteen lane maxima at (DX) into the four accumulators Z0–Z3 of
-// maxAVX512 and the decodeMax kernels; ZLANESDONE folds the four into Z0, stores it at (DX) and
+// maxAVX512 and decodeMax16AVX512; ZLANESDONE folds the four into Z0, stores it at (DX) and
 // returns.
 #define ZLANES4 \
 	VMOVUPS (DX), Z0; \
@@ -646,72 +646,31 @@ zbf16done:
 	VZEROUPPER
 	RET
 
-// ZSTOREMAX4 stores the 64 decoded values in Z4–Z7 at (DI), takes them into the lane maxima
-// Z0–Z3 and moves on 64 elements; ZSTOREMAX1 the same for the sixteen in Z4 (the decodeMax
-// kernels).
-#define ZSTOREMAX4 \
-	VMOVUPS Z4, (DI);    \
-	VMOVUPS Z5, 64(DI);  \
-	VMOVUPS Z6, 128(DI); \
-	VMOVUPS Z7, 192(DI); \
-	VMAXPS  Z0, Z4, Z0;  \
-	VMAXPS  Z1, Z5, Z1;  \
-	VMAXPS  Z2, Z6, Z2;  \
-	VMAXPS  Z3, Z7, Z3;  \
-	ADDQ    $128, SI;    \
-	ADDQ    $256, DI;    \
-	SUBQ    $64, CX
-
-#define ZSTOREMAX1 \
-	VMOVUPS Z4, (DI);   \
-	VMAXPS  Z0, Z4, Z0; \
-	ADDQ    $32, SI;    \
-	ADDQ    $64, DI;    \
-	SUBQ    $16, CX
-
-// func decodeMaxFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
-// decodeFloat16AVX512 and maxAVX512 of the decoded values in one pass (n a multiple of 16):
-// the same four accumulators over the same runs of 64 and 16 as maxAVX512, so the lanes are
-// its lanes bit for bit, without reading the block back.
-TEXT ·decodeMaxFloat16AVX512(SB), NOSPLIT, $0-32
+// func decodeMax16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32, bf16 bool)
+// decodeFloat16AVX512 (decodeBFloat16AVX512 when bf16) and maxAVX512 of the decoded values in
+// one pass (n a multiple of 16): the same four accumulators over the same runs of 64 and 16 as
+// maxAVX512, so the lanes are its lanes bit for bit, without reading the block back. The branch
+// on bf16 goes the same way every iteration.
+TEXT ·decodeMax16AVX512(SB), NOSPLIT, $0-33
 	MOVQ    dst+0(FP), DI
 	MOVQ    src+8(FP), SI
 	MOVQ    n+16(FP), CX
 	MOVQ    lanes+24(FP), DX
+	MOVBLZX bf16+32(FP), AX
 	ZLANES4
 
-zdmf64:
+zdm64:
 	CMPQ      CX, $64
-	JLT       zdmf16
+	JLT       zdm16
+	TESTQ     AX, AX
+	JNZ       zdm64b
 	VCVTPH2PS (SI), Z4
 	VCVTPH2PS 32(SI), Z5
 	VCVTPH2PS 64(SI), Z6
 	VCVTPH2PS 96(SI), Z7
-	ZSTOREMAX4
-	JMP       zdmf64
+	JMP       zdm64max
 
-zdmf16:
-	CMPQ      CX, $16
-	JLT       zdmfdone
-	VCVTPH2PS (SI), Z4
-	ZSTOREMAX1
-	JMP       zdmf16
-
-zdmfdone:
-	ZLANESDONE
-
-// func decodeMaxBFloat16AVX512(dst *float32, src *uint16, n int, lanes *[16]float32)
-// decodeBFloat16AVX512 and maxAVX512 in one pass, as decodeMaxFloat16AVX512.
-TEXT ·decodeMaxBFloat16AVX512(SB), NOSPLIT, $0-32
-	MOVQ    dst+0(FP), DI
-	MOVQ    src+8(FP), SI
-	MOVQ    n+16(FP), CX
-	MOVQ    lanes+24(FP), DX
-	ZLANES4
-
-zdmb64:
-	CMPQ      CX, $64
-	JLT       zdmb16
+zdm64b:
 	VPMOVZXWD (SI), Z4
 	VPMOVZXWD 32(SI), Z5
 	VPMOVZXWD 64(SI), Z6
@@ -720,16 +679,40 @@ zdmb64:
 	VPSLLD    $16, Z5, Z5
 	VPSLLD    $16, Z6, Z6
 	VPSLLD    $16, Z7, Z7
-	ZSTOREMAX4
-	JMP       zdmb64
 
-zdmb16:
+zdm64max: // store the 64 decoded values, take them into the lane maxima
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	VMAXPS  Z0, Z4, Z0
+	VMAXPS  Z1, Z5, Z1
+	VMAXPS  Z2, Z6, Z2
+	VMAXPS  Z3, Z7, Z3
+	ADDQ    $128, SI
+	ADDQ    $256, DI
+	SUBQ    $64, CX
+	JMP     zdm64
+
+zdm16:
 	CMPQ      CX, $16
-	JLT       zdmbdone
+	JLT       zdmdone
+	TESTQ     AX, AX
+	JNZ       zdm16b
+	VCVTPH2PS (SI), Z4
+	JMP       zdm16max
+
+zdm16b:
 	VPMOVZXWD (SI), Z4
 	VPSLLD    $16, Z4, Z4
-	ZSTOREMAX1
-	JMP       zdmb16
 
-zdmbdone:
+zdm16max:
+	VMOVUPS Z4, (DI)
+	VMAXPS  Z0, Z4, Z0
+	ADDQ    $32, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JMP     zdm16
+
+zdmdone:
 	ZLANESDONE

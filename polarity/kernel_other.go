@@ -19,11 +19,7 @@ func (*asmState) accumulate([]float32, float64) blockSums {
 	panic("polarity: no assembly kernel in this build")
 }
 
-func (*asmState) decodeFloat16([]float32, []uint16) {
-	panic("polarity: no assembly kernel in this build")
-}
-
-func (*asmState) decodeBFloat16([]float32, []uint16) {
+func (*asmState) decode16([]float32, []uint16, bool) {
 	panic("polarity: no assembly kernel in this build")
 }
 

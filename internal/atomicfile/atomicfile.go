@@ -27,7 +27,7 @@ type File struct {
 
 	written, started int64 // bytes written by Write; bytes whose writeback has been started
 	// writeback starts writing [off, off+n) to the device (startWriteback; tests record it).
-	writeback func(f *os.File, off, n int64)
+	writeback func(f *os.File, off, n int64) error
 }
 
 // WritebackBytes is how much newly written data makes Write start its writeback: large enough
@@ -42,7 +42,7 @@ func (f *File) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
 	f.written += int64(n)
 	if f.written-f.started >= WritebackBytes {
-		f.writeback(f.File, f.started, f.written-f.started)
+		f.writeback(f.File, f.started, f.written-f.started) // advice: Sync reports what fails
 		f.started = f.written
 	}
 	return n, err
