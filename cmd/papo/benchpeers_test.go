@@ -53,6 +53,13 @@ func TestBenchPeers(t *testing.T) {
 	if !strings.Contains(stdout, "| 128256 |") {
 		t.Errorf("no engine rows at V = 128,256:\n%s", stdout)
 	}
+	// Both sides of a percentage are the better of two windows: the C roofline's and papo
+	// analyze's (each window's rows are merged by Report.KeepFaster, so the counts above hold).
+	for _, w := range []string{"window 1 of 2", "window 2 of 2"} {
+		if !strings.Contains(stderr, "end to end: timing papo analyze, "+w) {
+			t.Errorf("stderr lacks the end-to-end %s:\n%s", w, stderr)
+		}
+	}
 	data, err := os.ReadFile(record)
 	if err != nil {
 		t.Fatal(err)
