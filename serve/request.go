@@ -387,33 +387,8 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 		}
 	}
 
-	// The reader runs one batch ahead of the engine (the channel has no buffer: the reader
-	// holds at most one batch while the engine computes another).
-	batches := make(chan *papoio.Batch)
-	stop := make(chan struct{})
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(batches)
-		defer func() {
-			if p := recover(); p != nil {
-				readErr <- internalPanic(p)
-			}
-		}()
-		for rd.Next() {
-			b := rd.Batch()
-			b.Record.Retain()
-			select {
-			case batches <- b:
-			case <-stop:
-				b.Record.Release()
-				readErr <- nil
-				return
-			}
-		}
-		readErr <- rd.Err()
-	}()
-	stopped := false
-	for b := range batches {
+	f := newFeed(rd)
+	for b := f.next(); b != nil; b = f.next() {
 		o.tokens += int64(b.Input.Rows())
 		if o.err == nil {
 			if err := guard(func() error { return p.Add(ctx, b) }); err != nil {
@@ -421,14 +396,13 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 			}
 		}
 		b.Record.Release()
-		if ctx.Err() != nil && !stopped {
-			stopped = true
-			close(stop)
+		if ctx.Err() != nil {
+			f.stop()
 		}
 	}
-	if err := <-readErr; err != nil {
+	if err := f.wait(); err != nil {
 		fail(s.inputError(err))
-	} else if !stopped {
+	} else if !f.stopped {
 		o.consumed = true
 	}
 	if o.err == nil {
