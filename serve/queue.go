@@ -5,31 +5,55 @@ import (
 	"sync"
 )
 
-// replyQueue is the reply's bytes on their way to the connection: Write appends, a goroutine
-// (run) writes them out in order. Write blocks while more than max bytes wait, so a client that
-// does not read holds the request back instead of growing the server's memory.
+// replyQueue is the reply's bytes on their way to the connection w, in order. A small Write
+// (directWrite bytes or fewer) while nothing waits and nothing is being written goes to w at
+// once, on the writer's goroutine; any other is queued as a copy, and a goroutine (run, started
+// at the first) writes the queue out. Write blocks while more than max bytes wait, so a client
+// that does not read holds the request back instead of growing the server's memory.
 type replyQueue struct {
+	w       io.Writer
 	mu      sync.Mutex
 	cond    sync.Cond
 	chunks  [][]byte
 	pending int
 	max     int
+	busy    bool  // a write to w is under way (a direct Write's or run's)
+	running bool  // run has been started
 	closed  bool  // no more Writes
 	err     error // the connection's write error
-	done    bool  // run has returned
+	done    bool  // run has returned, or close found it never started
 	written int64
 }
 
-func newReplyQueue(max int) *replyQueue {
-	q := &replyQueue{max: max}
+// directWrite is the largest Write that goes to the connection without the queue: a flushed
+// record of a small reply (papo's socket writers buffer 64 KiB). It spares a 256-token request
+// the queue's copy and the hand-off to run's goroutine, which can wake the other CPU.
+const directWrite = 64 << 10
+
+func newReplyQueue(w io.Writer, max int) *replyQueue {
+	q := &replyQueue{w: w, max: max}
 	q.cond.L = &q.mu
 	return q
 }
 
-// Write queues a copy of p. It fails once writing to the connection has failed.
+// Write writes p to the connection (a small p while the queue is idle) or queues a copy of it.
+// It fails once writing to the connection has failed.
 func (q *replyQueue) Write(p []byte) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.err == nil && !q.closed && len(p) <= directWrite && len(q.chunks) == 0 && !q.busy {
+		q.busy = true
+		q.mu.Unlock()
+		n, err := q.w.Write(p)
+		q.mu.Lock()
+		q.busy = false
+		q.written += int64(n)
+		if err != nil {
+			q.err = err
+		}
+		q.cond.Broadcast()
+		return n, err
+	}
 	for q.err == nil && q.pending > 0 && q.pending+len(p) > q.max {
 		q.cond.Wait()
 	}
@@ -41,31 +65,37 @@ func (q *replyQueue) Write(p []byte) (int, error) {
 	}
 	q.chunks = append(q.chunks, append([]byte(nil), p...))
 	q.pending += len(p)
+	if !q.running {
+		q.running = true
+		go q.run()
+	}
 	q.cond.Broadcast()
 	return len(p), nil
 }
 
-// run writes the queue to w until Close; it returns the first write error.
-func (q *replyQueue) run(w io.Writer) {
+// run writes the queue to the connection until close; it stops at the first write error.
+func (q *replyQueue) run() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	for {
-		q.mu.Lock()
-		for len(q.chunks) == 0 && !q.closed && q.err == nil {
+		for q.err == nil && (q.busy || (len(q.chunks) == 0 && !q.closed)) {
 			q.cond.Wait()
 		}
 		if len(q.chunks) == 0 || q.err != nil {
 			q.done = true
 			q.cond.Broadcast()
-			q.mu.Unlock()
 			return
 		}
 		c := q.chunks[0]
 		q.chunks[0] = nil
 		q.chunks = q.chunks[1:]
+		q.busy = true
 		q.mu.Unlock()
 
-		_, err := w.Write(c)
+		_, err := q.w.Write(c)
 
 		q.mu.Lock()
+		q.busy = false
 		q.pending -= len(c)
 		if err != nil {
 			q.err = err
@@ -74,7 +104,6 @@ func (q *replyQueue) run(w io.Writer) {
 			q.written += int64(len(c))
 		}
 		q.cond.Broadcast()
-		q.mu.Unlock()
 	}
 }
 
@@ -94,9 +123,10 @@ func (q *replyQueue) close() (int64, error) {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.cond.Broadcast()
-	for !q.done {
+	for q.busy || (q.running && !q.done) {
 		q.cond.Wait()
 	}
+	q.done = true
 	return q.written, q.err
 }
 

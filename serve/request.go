@@ -50,8 +50,7 @@ func (o *outcome) kind() ErrorKind {
 func (s *Server) serveRequest(c *conn, br *bufio.Reader, in *countingReader, log *slog.Logger) bool {
 	start := time.Now()
 	in0 := in.n
-	q := newReplyQueue(s.cfg.MaxReplyBuffer)
-	go q.run(deadlineWriter{c: c, timeout: s.cfg.WriteTimeout})
+	q := newReplyQueue(deadlineWriter{c: c, timeout: s.cfg.WriteTimeout}, s.cfg.MaxReplyBuffer)
 	o := s.handle(s.hard, br, q, log, s.cfg.Token)
 	o.bytesIn = in.n - in0 // what the connection delivered meanwhile (read-ahead included)
 

@@ -291,8 +291,7 @@ func (s *Server) track(c *conn) int {
 func (s *Server) refuseBusy(c *conn) {
 	defer c.nc.Close()
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	q := newReplyQueue(1 << 20)
-	go q.run(c.nc)
+	q := newReplyQueue(c.nc, 1<<20)
 	o := &outcome{err: errorf(KindBusy, "the server has --max-conns %d connections open: retry later", s.cfg.MaxConns)}
 	s.emptyData(q)
 	s.writeStatus(q, o)
