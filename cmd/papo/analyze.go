@@ -15,7 +15,6 @@ import (
 
 	"github.com/entropy-polarity/papo/internal/atomicfile"
 	papoio "github.com/entropy-polarity/papo/io"
-	"github.com/entropy-polarity/papo/io/files"
 	"github.com/entropy-polarity/papo/papo"
 	"github.com/entropy-polarity/papo/polarity"
 	"github.com/entropy-polarity/papo/run"
@@ -167,6 +166,13 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	cfg := rf.cfg
 
 	in := positional[0]
+	globalStats := ""
+	if globalPath != nil {
+		globalStats = *globalPath
+	}
+	if needsFull(in, *out, *summaryPath, *rowStatsPath, globalStats) {
+		return handOver(env, mode, args)
+	}
 	mem := memory.DefaultAllocator
 	engine, err := selectEngine(env, *rf.device, *rf.threads, append([]string{name}, args...))
 	if err != nil {
@@ -177,7 +183,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	if *rf.maxBatch < 1 {
 		return usagef("--max-batch-bytes must be ≥ 1")
 	}
-	r, err := files.Open(in, mem, papoio.WithMaxBufferBytes(*rf.maxBatch))
+	r, err := papoio.Open(in, mem, append(tableOptions(), papoio.WithMaxBufferBytes(*rf.maxBatch))...)
 	if err != nil {
 		return err
 	}
@@ -197,7 +203,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	}
 	var global map[int64]papo.StepPartials
 	if globalPath != nil && *globalPath != "" {
-		rows, err := files.ReadPartials(*globalPath)
+		rows, err := papoio.ReadPartials(*globalPath, tableOptions()...)
 		if err != nil {
 			return err
 		}
@@ -234,7 +240,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	var w *papoio.Writer
 	schema := papoio.OutputSchema(r.Schema())
 	if *out != "" && !partials {
-		if w, err = files.Create(*out, schema, mem); err != nil {
+		if w, err = papoio.Create(*out, schema, mem, tableOptions()...); err != nil {
 			return err
 		}
 		defer w.Abort() // no-op after Finish: a failed run leaves no partial output
@@ -242,7 +248,7 @@ func runAnalyze(env *environment, args []string, mode string) error {
 	var statsW *papoio.Writer
 	statsSchema := papoio.RowStatsSchema(r.Schema(), params.Temperature)
 	if *rowStatsPath != "" {
-		if statsW, err = files.Create(*rowStatsPath, statsSchema, mem); err != nil {
+		if statsW, err = papoio.Create(*rowStatsPath, statsSchema, mem, tableOptions()...); err != nil {
 			return err
 		}
 		defer statsW.Abort()
@@ -314,12 +320,12 @@ func runAnalyze(env *environment, args []string, mode string) error {
 		}
 	}
 	if partials {
-		if err := stage(files.FinishPartials(*out, sink.Partials(), mem)); err != nil {
+		if err := stage(papoio.FinishPartials(*out, sink.Partials(), mem, tableOptions()...)); err != nil {
 			return err
 		}
 	}
 	if *summaryPath != "" {
-		if err := stage(files.FinishSummary(*summaryPath, sink.Summaries(), mem)); err != nil {
+		if err := stage(papoio.FinishSummary(*summaryPath, sink.Summaries(), mem, tableOptions()...)); err != nil {
 			return err
 		}
 	}

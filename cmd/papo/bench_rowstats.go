@@ -1,3 +1,5 @@
+//go:build !papofront
+
 package main
 
 import (
@@ -160,11 +162,11 @@ func benchRowStats(env *environment, device string, v, rows, reps int) error {
 // an Arrow IPC file, to a new .arrow and a new .parquet file, next to the limit measured in the
 // same run: the .arrow output's bytes written to a new file and synced, as the output is.
 func benchRowStatsCLI(env *environment, dir, in string, rows, reps int) error {
-	self, err := os.Executable()
+	self, which, err := timedPapo()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "\npapo analyze FILE -o OUT --device cpu on the same rows as an Arrow IPC file (%s), a child process each\n\n", benchBytes(in))
+	fmt.Fprintf(env.stdout, "\npapo analyze FILE -o OUT --device cpu on the same rows as an Arrow IPC file (%s), a child process each (%s)\n\n", benchBytes(in), which)
 	fmt.Fprintln(env.stdout, "| output | tokens | bytes written | seconds (best of "+strconv.Itoa(reps)+") | tokens/s | peak RSS |")
 	fmt.Fprintln(env.stdout, "|---|---|---|---|---|---|")
 	var arrowBytes int64
@@ -467,23 +469,6 @@ func startServer(dir, device string) (*benchServer, error) {
 // /proc/PID/status, Linux).
 func (s *benchServer) peakRSS() (int64, error) {
 	return vmHWM(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-}
-
-// vmHWM is the peak resident set in bytes that the status file of a process (/proc/PID/status,
-// Linux) gives. Unlike a child's rusage, it counts the process's own memory only (the Go runtime
-// starts a child with vfork, so the child's ru_maxrss starts from the parent's).
-func vmHWM(status string) (int64, error) {
-	data, err := os.ReadFile(status)
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc/PID/status")
 }
 
 // usage is the server's CPU time (user + system) and minor page faults so far

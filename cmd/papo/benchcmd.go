@@ -1,3 +1,5 @@
+//go:build !papofront
+
 package main
 
 import (
@@ -5,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -114,4 +117,21 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
+}
+
+// timedPapo is the papo whose commands the benchmarks time as new processes, as a user runs
+// them: the front end that handed this command over ($PAPO_FRONT, bin/papo of `make build`),
+// else this program. what says which, for the table's notes.
+func timedPapo() (path, what string, err error) {
+	if front := os.Getenv(frontEnv); front != "" {
+		if st, err := os.Stat(front); err == nil && filepath.IsAbs(front) && st.Mode().IsRegular() {
+			return front, "the front end " + filepath.Base(front), nil
+		}
+		return "", "", fmt.Errorf("%s=%q: not the absolute path of a papo front end", frontEnv, front)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", "", err
+	}
+	return self, filepath.Base(self) + " (no front end)", nil
 }

@@ -1,3 +1,5 @@
+//go:build !papofront
+
 package main
 
 import (
@@ -232,7 +234,7 @@ func writeEndToEnd(c peersConfig, dir string, v int, logf func(string, ...any)) 
 // threads: process start to exit, the file in the page cache, the best of c.reps runs after a
 // warm-up run.
 func timeEndToEnd(ctx context.Context, c peersConfig, dir string, files []e2eFile) ([]bench.Entry, error) {
-	self, err := os.Executable()
+	self, which, err := timedPapo()
 	if err != nil {
 		return nil, fmt.Errorf("end to end: %w", err)
 	}
@@ -253,7 +255,7 @@ func timeEndToEnd(ctx context.Context, c peersConfig, dir string, files []e2eFil
 			logits := float64(c.e2eTokens) * float64(f.v) * float64(f.d.Size())
 			out = append(out, bench.Entry{Kind: bench.EndToEnd, Name: "analyze IPC file", Dtype: f.d.String(), V: f.v, Threads: n,
 				TokensPerSec: float64(c.e2eTokens) / best, BytesPerSec: logits / best,
-				Note: fmt.Sprintf("%d tokens, %d MB file, one record batch; the better of a run before the second C roofline and one after", c.e2eTokens, f.bytes/1e6)})
+				Note: fmt.Sprintf("%d tokens, %d MB file, one record batch; the better of a run before the second C roofline and one after; %s", c.e2eTokens, f.bytes/1e6, which)})
 		}
 	}
 	return out, nil

@@ -1,3 +1,5 @@
+//go:build !papofront
+
 package main
 
 import (

@@ -93,37 +93,44 @@ func delegate(env *environment, args []string) string {
 const cudaEnv = "PAPO_CUDA"
 
 // findCUDABinary is the papo-cuda that --device auto may hand over to: $PAPO_CUDA, else the
-// papo-cuda next to this executable. Never one found on PATH: a directory early on PATH (a
-// project's bin/, a writable one) would otherwise run as the user's papo with its token.
+// papo-cuda next to this executable.
 func findCUDABinary() (string, error) {
+	return findSibling(cudaBinary, cudaEnv, "build it with `make cuda` on a CUDA host")
+}
+
+// findSibling is the program name that papo hands a command over to: the absolute path in the
+// environment variable pinned, else name next to this executable (symbolic links resolved).
+// Never one found on PATH: a directory early on PATH (a project's bin/, a writable one) would
+// otherwise run as the user's papo with its token. hint says how to build it.
+func findSibling(name, pinned, hint string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		self = ""
 	} else if resolved, err := filepath.EvalSymlinks(self); err == nil {
 		self = resolved
 	}
-	return cudaBinaryFor(self, os.Getenv(cudaEnv))
+	return siblingFor(self, name, pinned, os.Getenv(pinned), hint)
 }
 
-// cudaBinaryFor is findCUDABinary for the executable self and the value of $PAPO_CUDA.
-func cudaBinaryFor(self, pinned string) (string, error) {
+// siblingFor is findSibling for the executable self and the value of the variable pinned.
+func siblingFor(self, name, pinned, value, hint string) (string, error) {
 	executable := func(p string) bool {
 		st, err := os.Stat(p)
 		return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 	}
-	if pinned != "" {
-		if !filepath.IsAbs(pinned) || !executable(pinned) {
-			return "", fmt.Errorf("%s=%q: want the absolute path of an executable papo-cuda", cudaEnv, pinned)
+	if value != "" {
+		if !filepath.IsAbs(value) || !executable(value) {
+			return "", fmt.Errorf("%s=%q: want the absolute path of an executable %s", pinned, value, name)
 		}
-		return pinned, nil
+		return value, nil
 	}
 	if self != "" {
-		if cand := filepath.Join(filepath.Dir(self), cudaBinary); executable(cand) {
+		if cand := filepath.Join(filepath.Dir(self), name); executable(cand) {
 			return cand, nil
 		}
 	}
-	return "", fmt.Errorf("no papo-cuda next to papo (%s) and no %s (build it with `make cuda` on a CUDA host; PATH is not searched)",
-		filepath.Dir(self), cudaEnv)
+	return "", fmt.Errorf("no %s next to papo (%s) and no %s (%s; PATH is not searched)",
+		name, filepath.Dir(self), pinned, hint)
 }
 
 // runProbe lists the usable CUDA devices: exit 0 when there is one.

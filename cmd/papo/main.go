@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 )
 
 const usageText = `papo: entropy polarity of RL rollouts (Arrow IPC in, Arrow/Parquet/CSV/JSONL out)
@@ -71,6 +72,23 @@ func mainCode() int {
 
 // peakRSSEnv names the file for the peak resident memory at exit.
 const peakRSSEnv = "PAPO_PEAK_RSS"
+
+// vmHWM is the peak resident set in bytes that the status file of a process (/proc/PID/status,
+// Linux) gives. Unlike a child's rusage, it counts the process's own memory only (the Go runtime
+// starts a child with vfork, so the child's ru_maxrss starts from the parent's).
+func vmHWM(status string) (int64, error) {
+	data, err := os.ReadFile(status)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/PID/status")
+}
 
 // execute is main without the process: it returns the exit status.
 func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -161,6 +179,9 @@ func versionString() string {
 	}
 	if cudaBuiltIn {
 		v += " with CUDA"
+	}
+	if frontEnd {
+		v += ", front end (serve, report, bench and Parquet in " + fullBinary + ")"
 	}
 	return v
 }

@@ -14,11 +14,17 @@ import (
 // test puts its own first) the test is skipped.
 func Forbid(t testing.TB, pkg string, forbidden ...string) {
 	t.Helper()
+	ForbidTagged(t, "", pkg, forbidden...)
+}
+
+// ForbidTagged is Forbid for pkg built with the comma-separated build tags ("": none).
+func ForbidTagged(t testing.TB, tags, pkg string, forbidden ...string) {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skipf("no go command to list the dependencies of %s: %v", pkg, err)
 	}
-	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+	out, err := exec.Command(goTool, "list", "-deps", "-tags", tags, "-f", "{{.ImportPath}}", pkg).Output()
 	if err != nil {
 		msg := ""
 		if ee, ok := err.(*exec.ExitError); ok {
