@@ -533,31 +533,35 @@ func TestStdoutStream(t *testing.T) {
 	}
 }
 
-// TestLargeWrites: small writes are buffered, large ones go straight through after what the
-// buffer holds, so the bytes arrive in order; a failing large write is the Write's error.
+// TestLargeWrites: small writes are buffered, large ones (largeWrite, or the buffer's size when
+// that is smaller: a socket writer's) go straight through after what the buffer holds, so the
+// bytes arrive in order; a failing large write is the Write's error.
 func TestLargeWrites(t *testing.T) {
-	var out bytes.Buffer
-	counting := &countWrites{w: &out}
-	buf := bufio.NewWriterSize(counting, 1<<20)
-	l := &largeWrites{buf: buf, w: counting}
-	var want []byte
-	for k, n := range []int{10, largeWrite, 7, 3 * largeWrite, largeWrite - 1, 1} {
-		p := bytes.Repeat([]byte{byte('a' + k)}, n)
-		want = append(want, p...)
-		if m, err := l.Write(p); m != n || err != nil {
-			t.Fatalf("write %d of %d bytes: %d, %v", k, n, m, err)
+	for _, size := range []int{1 << 20, 8 << 10} {
+		var out bytes.Buffer
+		counting := &countWrites{w: &out}
+		buf := bufio.NewWriterSize(counting, size)
+		l := &largeWrites{buf: buf, w: counting}
+		large := min(largeWrite, size)
+		var want []byte
+		for k, n := range []int{10, large, 7, 3 * large, large - 1, 1} {
+			p := bytes.Repeat([]byte{byte('a' + k)}, n)
+			want = append(want, p...)
+			if m, err := l.Write(p); m != n || err != nil {
+				t.Fatalf("buffer %d: write %d of %d bytes: %d, %v", size, k, n, m, err)
+			}
 		}
-	}
-	if err := buf.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out.Bytes(), want) {
-		t.Fatal("the bytes arrived out of order")
-	}
-	// 10 buffered, then flushed before the large write; 7 flushed before the next; the last two
-	// small ones at the end: 5 calls, each large write one call of its own.
-	if counting.calls != 5 {
-		t.Errorf("%d writes reached the file; want 5", counting.calls)
+		if err := buf.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("buffer %d: the bytes arrived out of order", size)
+		}
+		// 10 buffered, then flushed before the large write; 7 flushed before the next; the last
+		// two small ones at the end: 5 calls, each large write one call of its own.
+		if counting.calls != 5 {
+			t.Errorf("buffer %d: %d writes reached the file; want 5", size, counting.calls)
+		}
 	}
 	failing := &largeWrites{buf: bufio.NewWriter(errWriter{}), w: errWriter{}}
 	if _, err := failing.Write(make([]byte, largeWrite)); err == nil {
