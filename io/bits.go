@@ -3,20 +3,9 @@ package papoio
 import (
 	"encoding/binary"
 	"unsafe"
-)
 
-// bitBools[b] is the byte b of an Arrow bitmap as 8 Go bools (1 or 0 a byte, the least
-// significant bit first), in the order a little-endian store of the word writes them.
-var bitBools = func() (t [256]uint64) {
-	for b := range t {
-		for k := range 8 {
-			if b>>k&1 != 0 {
-				t[b] |= 1 << (8 * k)
-			}
-		}
-	}
-	return t
-}()
+	"github.com/entropy-polarity/papo/internal/bitbools"
+)
 
 // unpackBits sets dst[i] to bit off+i of the Arrow bitmap bm (least significant bit first), for
 // every i: eight bools a store where the bits are byte-aligned, instead of a shift, a mask and a
@@ -32,7 +21,7 @@ func unpackBits(dst []bool, bm []byte, off int) {
 		src := bm[(off+i)>>3:][:whole]
 		out := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst[i:]))), 8*whole)
 		for k, b := range src {
-			binary.LittleEndian.PutUint64(out[8*k:], bitBools[b])
+			binary.LittleEndian.PutUint64(out[8*k:], bitbools.Word(b))
 		}
 		i += 8 * whole
 	}

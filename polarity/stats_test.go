@@ -3,6 +3,7 @@ package polarity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -131,33 +132,12 @@ func TestStatsRunBitForBit(t *testing.T) {
 	}
 	for _, v := range variants {
 		for _, p := range []Params{DefaultParams(), clipped, natural} {
-			var got, want Result
-			if err := ComputeStats(context.Background(), v.b, p, &got); err != nil {
-				t.Fatalf("%s: %v", v.name, err)
-			}
-			want.Resize(n)
-			for i := range n {
-				o, err := rowFromStats(v.b, i, p)
-				if err != nil {
-					t.Fatalf("%s: row %d: %v", v.name, i, err)
-				}
-				o.Store(&want, i)
-			}
-			for i := range n {
-				g := [...]float32{got.Entropy[i], got.Logprob[i], got.SampledTerm[i], got.Correction[i], got.PolarityFactor[i], got.Polarity[i], got.PredictedDeltaH[i]}
-				w := [...]float32{want.Entropy[i], want.Logprob[i], want.SampledTerm[i], want.Correction[i], want.PolarityFactor[i], want.Polarity[i], want.PredictedDeltaH[i]}
-				for k := range g {
-					if math.Float32bits(g[k]) != math.Float32bits(w[k]) {
-						t.Fatalf("%s, %+v: row %d output %d: %v, row by row %v", v.name, p, i, k, g[k], w[k])
-					}
-				}
-				if got.PolarityValid[i] != want.PolarityValid[i] {
-					t.Fatalf("%s: row %d: polarity valid %v, row by row %v", v.name, i, got.PolarityValid[i], want.PolarityValid[i])
-				}
+			for _, k := range Kernels() {
+				statsAgainstRows(t, fmt.Sprintf("%s, kernel %v", v.name, k), v.b, p, k)
 			}
 		}
 	}
-	// Bad rows of each kind: ComputeStats reports the row rowFromStats reports.
+	// Bad rows of each kind: ComputeStats reports the row rowFromStats reports, with each kernel.
 	bad := []struct {
 		name string
 		edit func(b *Batch)
@@ -172,17 +152,50 @@ func TestStatsRunBitForBit(t *testing.T) {
 		{"infinite logit_max", func(b *Batch) { b.Stats.Max[1234] = math.Inf(1) }, "logit_max"},
 	}
 	for _, tc := range bad {
-		stats := &StatsColumns{}
-		stats.Append(b.Stats)
-		c := &Batch{TokenID: b.TokenID, Stats: stats, Advantage: append([]float64(nil), b.Advantage...),
-			AdvantageValid: append([]bool(nil), b.AdvantageValid...), OldLogprob: append([]float32(nil), b.OldLogprob...),
-			OldLogprobValid: append([]bool(nil), b.OldLogprobValid...), Mask: append([]bool(nil), b.Mask...)}
-		tc.edit(c)
-		var out Result
-		err := ComputeStats(context.Background(), c, DefaultParams(), &out)
-		var re *RowError
-		if !errors.As(err, &re) || re.Row != 1234 || re.Column != tc.col {
-			t.Errorf("%s: %v, want a RowError of row 1234, column %s", tc.name, err, tc.col)
+		for _, k := range Kernels() {
+			stats := &StatsColumns{}
+			stats.Append(b.Stats)
+			c := &Batch{TokenID: b.TokenID, Stats: stats, Advantage: append([]float64(nil), b.Advantage...),
+				AdvantageValid: append([]bool(nil), b.AdvantageValid...), OldLogprob: append([]float32(nil), b.OldLogprob...),
+				OldLogprobValid: append([]bool(nil), b.OldLogprobValid...), Mask: append([]bool(nil), b.Mask...)}
+			tc.edit(c)
+			var out Result
+			err := computeStats(context.Background(), c, DefaultParams(), &out, k)
+			var re *RowError
+			if !errors.As(err, &re) || re.Row != 1234 || re.Column != tc.col {
+				t.Errorf("%s, kernel %v: %v, want a RowError of row 1234, column %s", tc.name, k, err, tc.col)
+			}
+		}
+	}
+}
+
+// statsAgainstRows checks computeStats with the kernel k against rowFromStats, row by row, bit
+// for bit.
+func statsAgainstRows(t *testing.T, name string, b *Batch, p Params, k Kernel) {
+	t.Helper()
+	n := b.Rows()
+	var got, want Result
+	if err := computeStats(context.Background(), b, p, &got, k); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	want.Resize(n)
+	for i := range n {
+		o, err := rowFromStats(b, i, p)
+		if err != nil {
+			t.Fatalf("%s: row %d: %v", name, i, err)
+		}
+		o.Store(&want, i)
+	}
+	for i := range n {
+		g := [...]float32{got.Entropy[i], got.Logprob[i], got.SampledTerm[i], got.Correction[i], got.PolarityFactor[i], got.Polarity[i], got.PredictedDeltaH[i]}
+		w := [...]float32{want.Entropy[i], want.Logprob[i], want.SampledTerm[i], want.Correction[i], want.PolarityFactor[i], want.Polarity[i], want.PredictedDeltaH[i]}
+		for c := range g {
+			if math.Float32bits(g[c]) != math.Float32bits(w[c]) {
+				t.Fatalf("%s, %+v: row %d output %d: %v, row by row %v", name, p, i, c, g[c], w[c])
+			}
+		}
+		if got.PolarityValid[i] != want.PolarityValid[i] {
+			t.Fatalf("%s: row %d: polarity valid %v, row by row %v", name, i, got.PolarityValid[i], want.PolarityValid[i])
 		}
 	}
 }
