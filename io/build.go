@@ -452,21 +452,35 @@ func reweightedColumn(mem memory.Allocator, b *polarity.Batch, weight []float32,
 	if b.Advantage == nil || b.AdvantageValid != nil {
 		hasA = make([]bool, n)
 	}
-	for i := range rw {
-		if hasA != nil {
-			hasA[i] = b.HasAdvantage(i)
-			if !hasA[i] {
-				rw[i] = 0
-				continue
-			}
+	// One loop a case, so that the usual one (Ã given, every token with an advantage) is a
+	// plain conversion: the loop with the cases inside it was ~11 ms of a 4M-token serve
+	// request, after the step's last batch.
+	switch {
+	case hasA == nil && reweighted != nil:
+		for i, r := range reweighted[:n] {
+			rw[i] = float32(r)
 		}
-		switch {
-		case reweighted != nil:
-			rw[i] = float32(reweighted[i])
-		case weight != nil:
-			rw[i] = float32(float64(weight[i]) * b.Advantage[i])
-		default:
-			rw[i] = float32(b.Advantage[i])
+	case hasA == nil && weight != nil:
+		for i, w := range weight[:n] {
+			rw[i] = float32(float64(w) * b.Advantage[i])
+		}
+	default:
+		for i := range rw {
+			if hasA != nil {
+				hasA[i] = b.HasAdvantage(i)
+				if !hasA[i] {
+					rw[i] = 0
+					continue
+				}
+			}
+			switch {
+			case reweighted != nil:
+				rw[i] = float32(reweighted[i])
+			case weight != nil:
+				rw[i] = float32(float64(weight[i]) * b.Advantage[i])
+			default:
+				rw[i] = float32(b.Advantage[i])
+			}
 		}
 	}
 	return primitiveArray(mem, arrow.PrimitiveTypes.Float32, n, values, hasA)
