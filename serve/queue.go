@@ -23,11 +23,14 @@ type replyQueue struct {
 	err     error // the connection's write error
 	done    bool  // run has returned, or close found it never started
 	written int64
+	holding bool   // after hold: small writes gather in held
+	held    []byte // small writes not yet given to the connection (hold)
 }
 
 // directWrite is the largest Write that goes to the connection without the queue: a flushed
-// record of a small reply (papo's socket writers buffer 64 KiB). It spares a 256-token request
-// the queue's copy and the hand-off to run's goroutine, which can wake the other CPU.
+// record of a small reply (papo's socket writers buffer 8 KiB and pass larger writes on). It
+// spares a 256-token request the queue's copy and the hand-off to run's goroutine, which can
+// wake the other CPU. It is also the most that hold gathers.
 const directWrite = 64 << 10
 
 func newReplyQueue(w io.Writer, max int) *replyQueue {
@@ -36,11 +39,49 @@ func newReplyQueue(w io.Writer, max int) *replyQueue {
 	return q
 }
 
-// Write writes p to the connection (a small p while the queue is idle) or queues a copy of it.
-// It fails once writing to the connection has failed.
+// hold makes the small writes from here on gather, directWrite bytes at most, until a larger
+// one, flush or close: the end of a reply (its last record, the data stream's end-of-stream
+// marker, the status stream) reaches the connection in two writes instead of four or more,
+// each of which the client would wake up for.
+func (q *replyQueue) hold() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.holding = true
+}
+
+// Write writes p to the connection (a small p while the queue is idle) or queues a copy of it;
+// after hold, a small p is gathered with the others instead. It fails once writing to the
+// connection has failed.
 func (q *replyQueue) Write(p []byte) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.holding && q.err == nil && !q.closed {
+		if len(q.held)+len(p) <= directWrite {
+			q.held = append(q.held, p...)
+			return len(p), nil
+		}
+		if err := q.writeHeld(); err != nil {
+			return 0, err
+		}
+	}
+	return q.write(p)
+}
+
+// writeHeld gives the gathered bytes to the connection, in order before any later write. q.mu is
+// held.
+func (q *replyQueue) writeHeld() error {
+	if len(q.held) == 0 || q.err != nil {
+		return q.err
+	}
+	held := q.held
+	q.held = nil
+	_, err := q.write(held) // written before it returns, or copied into the queue
+	q.held = held[:0]
+	return err
+}
+
+// write is Write without hold. q.mu is held (and let go during a write to the connection).
+func (q *replyQueue) write(p []byte) (int, error) {
 	if q.err == nil && !q.closed && len(p) <= directWrite && len(q.chunks) == 0 && !q.busy {
 		q.busy = true
 		q.mu.Unlock()
@@ -111,6 +152,9 @@ func (q *replyQueue) run() {
 func (q *replyQueue) flush() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if err := q.writeHeld(); err != nil {
+		return err
+	}
 	for q.pending > 0 && q.err == nil {
 		q.cond.Wait()
 	}
@@ -121,6 +165,7 @@ func (q *replyQueue) flush() error {
 func (q *replyQueue) close() (int64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.writeHeld()
 	q.closed = true
 	q.cond.Broadcast()
 	for q.busy || (q.running && !q.done) {

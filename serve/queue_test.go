@@ -96,3 +96,63 @@ func TestReplyQueue(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyQueueHold: after hold, small writes reach the connection together, in order, when a
+// large write comes (before it), at flush and at close; a failed connection fails them.
+func TestReplyQueueHold(t *testing.T) {
+	chunk := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	conn := &recorder{t: t}
+	q := newReplyQueue(conn, 1<<22)
+	var want bytes.Buffer
+	write := func(n int, b byte) {
+		t.Helper()
+		p := chunk(n, b)
+		if _, err := q.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		want.Write(p)
+	}
+	write(10, 'a') // before hold: straight to the connection
+	q.hold()
+	write(8, 'b')
+	write(300, 'c')
+	if conn.writes != 1 {
+		t.Fatalf("%d writes to the connection after two held ones; want 1", conn.writes)
+	}
+	write(directWrite+1, 'd') // large: the held bytes go first, in one write
+	if err := q.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if conn.writes != 3 {
+		t.Fatalf("%d writes after a large one and flush; want 3 (a, b+c, d)", conn.writes)
+	}
+	write(8, 'e')
+	if err := q.flush(); err != nil { // flush gives the held bytes to the connection
+		t.Fatal(err)
+	}
+	if conn.writes != 4 {
+		t.Fatalf("%d writes after flush with a held write; want 4", conn.writes)
+	}
+	write(100, 'f')
+	write(8, 'g')
+	written, err := q.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn.writes != 5 || written != int64(want.Len()) || !bytes.Equal(conn.buf.Bytes(), want.Bytes()) {
+		t.Fatalf("%d writes, %d bytes written, in order %v; want 5 writes, %d bytes, in order", conn.writes, written,
+			bytes.Equal(conn.buf.Bytes(), want.Bytes()), want.Len())
+	}
+
+	failing := newReplyQueue(&recorder{t: t, failAt: 1}, 1<<22)
+	failing.hold()
+	if _, err := failing.Write(chunk(8, 'x')); err != nil {
+		t.Fatalf("a held write failed before reaching the connection: %v", err)
+	}
+	if err := failing.flush(); !errors.Is(err, errConnGone) {
+		t.Fatalf("flush of a held write on a failed connection: %v; want its error", err)
+	}
+	if _, err := failing.close(); !errors.Is(err, errConnGone) {
+		t.Fatalf("close: %v; want the connection's error", err)
+	}
+}

@@ -404,6 +404,9 @@ func (s *Server) compute(ctx context.Context, rd *papoio.Reader, req *request, q
 	} else if !f.stopped {
 		o.consumed = true
 	}
+	// The rest of the reply follows without waiting on anything: its small writes go out
+	// together (replyQueue.hold), at the flush below and at the end of the status stream.
+	q.hold()
 	if o.err == nil {
 		if err := guard(func() error { return p.Close(ctx) }); err != nil {
 			fail(s.pipelineError(ctx, q, err))
