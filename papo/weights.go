@@ -340,63 +340,25 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 		}
 		return 0
 	}
-	if c.Method == MethodKLCov || c.Method == MethodEntropyShaping {
-		// Additive: Ã is the method's output; the weight column is Ã/A (1 where A = 0 or the
-		// token is not weighted).
+	additive := c.Method == MethodKLCov || c.Method == MethodEntropyShaping
+	scale, scaled := 1.0, false
+	if additive {
+		// Additive: Ã is the method's output, written into reweighted; the weight column is
+		// Ã/A (1 where A = 0 or the token is not weighted).
 		if c.Method == MethodKLCov {
 			klCovAdvantages(c.KLCov, tok, reweighted)
 		} else {
 			shapedAdvantages(c.Shaping, tok, reweighted)
 		}
-		acc := weighBlocks(n, func(lo, hi int, acc *WeightAccumulator) {
-			for i := lo; i < hi; i++ {
-				a := tok.Advantage[i]
-				if !tok.weighted(i) {
-					weight[i], reweighted[i] = 1, a
-					continue
-				}
-				w := 1.0
-				if a != 0 {
-					w = reweighted[i] / a
-				}
-				weight[i] = float32(w)
-				acc.Add(w, a, reweighted[i], dH(i), reweighted[i] != a)
-			}
-		})
-		return acc.Stats(1)
+	} else {
+		// Multiplicative: the method's exact weights go into reweighted first (no scratch of
+		// their own: 8 bytes a token less memory to touch), each then replaced by Ã = w·A in
+		// the final pass, which reads a token's weight before it writes its Ã.
+		multiplicativeWeights(c, phi, tok, reweighted)
+		scale, scaled = renormalization(c, phi, tok, reweighted)
 	}
 
-	// Multiplicative: the method's exact weights go into reweighted first (no scratch of their
-	// own: 8 bytes a token less memory to touch), each then replaced by Ã = w·A in the final
-	// pass, which reads a token's weight before it writes its Ã.
-	w64 := reweighted
-	multiplicativeWeights(c, phi, tok, w64)
-
-	// PAPO's renormalization, where it is on, rescales every weight.
-	scale, scaled := 1.0, false
-	if c.Method == MethodPAPO && c.Renormalize {
-		var abs, absW float64
-		if g := tok.Global; g != nil {
-			// With g = sign every w = 1 + λφ·sign(P) > 0, so Σ|w·A| = Σ|A| + λφ·Σ|A|·sign(P)
-			// (Step refuses g = tanh here: its Σ|w·A| is not additive in one round).
-			abs = g.AbsAdvantage
-			if c.Lambda != 0 && phi != 0 {
-				absW = g.AbsAdvantage + c.Lambda*phi*g.AbsAdvantageSign
-			} else {
-				absW = abs
-			}
-		} else {
-			for i := 0; i < n; i++ {
-				if tok.weighted(i) {
-					abs += math.Abs(tok.Advantage[i])
-					absW += math.Abs(w64[i] * tok.Advantage[i])
-				}
-			}
-		}
-		if absW > 0 && abs > 0 {
-			scale, scaled = abs/absW, true
-		}
-	}
+	// The final pass: each weighted token's w and Ã, and the step's statistics.
 	acc := weighBlocks(n, func(lo, hi int, acc *WeightAccumulator) {
 		for i := lo; i < hi; i++ {
 			a := tok.Advantage[i]
@@ -404,16 +366,54 @@ func apply(c Config, phi float64, tok *StepTokens, weight []float32, reweighted 
 				weight[i], reweighted[i] = 1, a
 				continue
 			}
-			w := w64[i]
-			if scaled {
-				w *= scale
+			var w, r float64
+			if additive {
+				w, r = 1, reweighted[i]
+				if a != 0 {
+					w = r / a
+				}
+			} else {
+				w = reweighted[i]
+				if scaled {
+					w *= scale
+				}
+				r = w * a
 			}
-			r := w * a
 			weight[i], reweighted[i] = float32(w), r
 			acc.Add(w, a, r, dH(i), r != a)
 		}
 	})
 	return acc.Stats(scale)
+}
+
+// renormalization is PAPO's factor on every weight w (in w, before any scaling) where it is
+// on: Σ|A| / Σ|w·A| over the weighted tokens, or 1 and false.
+func renormalization(c Config, phi float64, tok *StepTokens, w []float64) (float64, bool) {
+	if c.Method != MethodPAPO || !c.Renormalize {
+		return 1, false
+	}
+	var abs, absW float64
+	if g := tok.Global; g != nil {
+		// With g = sign every w = 1 + λφ·sign(P) > 0, so Σ|w·A| = Σ|A| + λφ·Σ|A|·sign(P)
+		// (Step refuses g = tanh here: its Σ|w·A| is not additive in one round).
+		abs = g.AbsAdvantage
+		if c.Lambda != 0 && phi != 0 {
+			absW = g.AbsAdvantage + c.Lambda*phi*g.AbsAdvantageSign
+		} else {
+			absW = abs
+		}
+	} else {
+		for i := range w {
+			if tok.weighted(i) {
+				abs += math.Abs(tok.Advantage[i])
+				absW += math.Abs(w[i] * tok.Advantage[i])
+			}
+		}
+	}
+	if absW > 0 && abs > 0 {
+		return abs / absW, true
+	}
+	return 1, false
 }
 
 // weighBlock is the tokens of a step that apply weighs as one block: each block's sums are
@@ -438,6 +438,15 @@ func weighBlocks(n int, f func(lo, hi int, acc *WeightAccumulator)) WeightAccumu
 		acc.merge(&accs[k])
 	}
 	return acc
+}
+
+// fillOnes sets every w to 1, in blocks (forBlocks).
+func fillOnes(w []float64) {
+	forBlocks(len(w), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			w[i] = 1
+		}
+	})
 }
 
 // forBlocks runs f on each block of weighBlock tokens of [0, n), on up to GOMAXPROCS goroutines
@@ -471,11 +480,7 @@ func multiplicativeWeights(c Config, phi float64, tok *StepTokens, w []float64) 
 		papoWeights(c, phi, tok, w)
 		return
 	}
-	forBlocks(len(w), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			w[i] = 1
-		}
-	})
+	fillOnes(w)
 	switch c.Method {
 	case MethodClipCov:
 		clipCovWeights(c.ClipCov, tok, w)
@@ -562,11 +567,7 @@ func (acc *WeightAccumulator) Stats(scale float64) WeightStats {
 // weight is ≥ 1 − λ > 0, so both polarity branches always keep a share of the gradient.
 func papoWeights(c Config, phi float64, tok *StepTokens, w []float64) {
 	if c.Lambda == 0 || phi == 0 {
-		forBlocks(len(w), func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				w[i] = 1
-			}
-		})
+		fillOnes(w)
 		return
 	}
 	sigma := 0.0

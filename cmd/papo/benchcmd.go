@@ -124,10 +124,11 @@ func cpuModel() string {
 // else this program. what says which, for the table's notes.
 func timedPapo() (path, what string, err error) {
 	if front := os.Getenv(frontEnv); front != "" {
-		if st, err := os.Stat(front); err == nil && filepath.IsAbs(front) && st.Mode().IsRegular() {
-			return front, "the front end " + filepath.Base(front), nil
+		// The same check as for a pinned papo-full or papo-cuda: an absolute executable.
+		if _, err := siblingFor("", "papo front end", frontEnv, front, ""); err != nil {
+			return "", "", err
 		}
-		return "", "", fmt.Errorf("%s=%q: not the absolute path of a papo front end", frontEnv, front)
+		return front, "the front end " + filepath.Base(front), nil
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/entropy-polarity/papo/polarity"
@@ -84,9 +83,7 @@ func delegate(env *environment, args []string) string {
 		}
 		return fmt.Sprintf("%s probe failed: %s", bin, msg)
 	}
-	argv := append([]string{bin}, args...)
-	err = syscall.Exec(bin, argv, append(os.Environ(), delegatedEnv+"=1"))
-	return fmt.Sprintf("could not start %s: %v", bin, err)
+	return execAs(bin, args, delegatedEnv+"=1").Error()
 }
 
 // cudaEnv names the papo-cuda binary to hand over to, instead of the one next to papo.

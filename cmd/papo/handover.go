@@ -29,8 +29,13 @@ func handOver(env *environment, command string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("handing over to %s: %w", bin, err)
 	}
-	argv := append([]string{bin, command}, args...)
-	err = syscall.Exec(bin, argv, append(os.Environ(), frontEnv+"="+self))
+	return execAs(bin, append([]string{command}, args...), frontEnv+"="+self)
+}
+
+// execAs replaces this process with bin and its arguments, with setting added to the
+// environment: the hand-overs to papo-full and to papo-cuda. It returns only when it could not.
+func execAs(bin string, args []string, setting string) error {
+	err := syscall.Exec(bin, append([]string{bin}, args...), append(os.Environ(), setting))
 	return fmt.Errorf("could not start %s: %v", bin, err)
 }
 

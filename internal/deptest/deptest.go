@@ -33,6 +33,9 @@ func ForbidTagged(t testing.TB, tags, pkg string, forbidden ...string) {
 		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, msg)
 	}
 	deps := strings.Fields(string(out))
+	if tags != "" {
+		pkg += " (tags " + tags + ")"
+	}
 	t.Logf("%s pulls in %d packages", pkg, len(deps))
 	var bad []string
 	for _, dep := range deps {
